@@ -1,0 +1,95 @@
+# satoshiware.scnode — the two entry points are `make lab` and `make test` (see README.md).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+BIN    := $(VENV)/bin
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+
+# Debian packages the lab and the tests need on the machine that runs them.
+DEB_PACKAGES := python3 python3-venv python3-dev build-essential git rsync openssh-client \
+	debootstrap systemd-container slirp4netns nftables socat zstd iproute2 iptables curl \
+	ca-certificates
+
+COLLECTION_LINK := collections/ansible_collections/satoshiware/scnode
+
+.PHONY: help
+help:  ## list the targets
+	@grep -E '^[a-z][a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
+
+# ---------------------------------------------------------------- set-up
+.PHONY: deps
+deps:  ## install the Debian packages (root; only what is missing)
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+		| grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+$(VENV)/.installed: pyproject.toml $(wildcard apps/pyproject.toml)
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e . $(if $(wildcard apps/pyproject.toml),-e ./apps[test],)
+	touch $@
+
+.PHONY: venv
+venv: $(VENV)/.installed  ## create the project virtualenv
+
+$(COLLECTION_LINK):
+	mkdir -p $(dir $@)
+	ln -sfn ../../.. $@
+
+.PHONY: collection-link
+collection-link: $(COLLECTION_LINK)  ## make roles and modules resolve as satoshiware.scnode.*
+
+.PHONY: setup
+setup: deps venv collection-link
+
+# ---------------------------------------------------------------- the lab (main job)
+.PHONY: lab
+lab: setup  ## build the test hosts, converge site.yml on them, print what is up
+	$(PY) -m scnode_lab up
+	$(BIN)/ansible-playbook playbooks/site.yml
+	$(PY) -m scnode_lab status
+
+.PHONY: lab-down
+lab-down: venv  ## remove the lab: containers, namespaces, mounts
+	$(PY) -m scnode_lab down
+
+# ---------------------------------------------------------------- tests
+.PHONY: test
+test: setup lint sanity pytest molecule  ## every test and gate CI runs
+
+.PHONY: lint
+lint: setup  ## ruff, mypy, yamllint, ansible-lint
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/yamllint -s .
+	$(BIN)/ansible-lint --profile production
+
+.PHONY: sanity
+sanity: setup  ## ansible-test sanity + units from a synced copy at an ansible_collections path
+	tests/ansible-test.sh sanity
+	tests/ansible-test.sh units
+
+.PHONY: pytest
+pytest: setup  ## unit, integration and test-host tests
+	$(BIN)/pytest -q tests
+
+.PHONY: molecule
+molecule: setup  ## converge every role's molecule scenario on test hosts
+	tests/molecule.sh
+
+.PHONY: build
+build: setup  ## build the collection tarball into dist/
+	mkdir -p dist
+	$(BIN)/ansible-galaxy collection build --force --output-path dist .
+
+.PHONY: clean
+clean:  ## remove generated files (not the lab; see lab-down)
+	rm -rf collections dist build tests/output .ansible .pytest_cache .mypy_cache .ruff_cache
