@@ -1,0 +1,151 @@
+"""`python -m scnode_lab image|up|down|status|ssh|inventory`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict
+
+from scnode_lab import image
+from scnode_lab.lab import DEFAULT_NAME, DEFAULT_SUBNET, Lab, lab_spec, running_labs
+from scnode_lab.process import LabError
+from scnode_lab.settings import LabPaths
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m scnode_lab",
+        description="Debian trixie test hosts: systemd-nspawn containers in network namespaces.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    build = sub.add_parser("image", help="build the cached image if its package list changed")
+    build.add_argument("--rebuild", action="store_true", help="build even if cached")
+    build.add_argument("--key", action="store_true", help="print the image key and exit")
+
+    up = sub.add_parser("up", help="start a lab (idempotent); ready when SSH answers")
+    up.add_argument("--name", default=DEFAULT_NAME)
+    up.add_argument("--subnet", default=str(DEFAULT_SUBNET))
+    up.add_argument(
+        "--hosts",
+        help="name=ip,... (ip: address or host number; a bare name takes the next from .11); "
+        "default: cluster=2,chain=11,lightning=12,mining=13,apps=14",
+    )
+    up.add_argument("--timeout", type=float, default=90, help="seconds to wait for SSH")
+
+    down = sub.add_parser("down", help="remove a lab: processes, mounts, namespaces, layers")
+    down.add_argument("--name", default=DEFAULT_NAME)
+    down.add_argument("--all", action="store_true", help="every lab on this machine")
+
+    status = sub.add_parser("status", help="what is up and where")
+    status.add_argument("--name", help="one lab (default: every lab)")
+    status.add_argument("--json", action="store_true")
+
+    ssh = sub.add_parser("ssh", help="run a command on (or log in to) a lab host")
+    ssh.add_argument("--name", default=DEFAULT_NAME)
+    ssh.add_argument("host")
+    ssh.add_argument("remote", nargs=argparse.REMAINDER)
+
+    inv = sub.add_parser("inventory", help="print the path of a lab's Ansible inventory")
+    inv.add_argument("--name", default=DEFAULT_NAME)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    paths = LabPaths.from_env()
+    try:
+        return _dispatch(args, paths)
+    except LabError as error:
+        print(f"scnode-lab: error: {error}", file=sys.stderr)
+        return 1
+
+
+def _dispatch(args: argparse.Namespace, paths: LabPaths) -> int:
+    if args.command == "image":
+        if args.key:
+            print(image.image_for(paths).key)
+            return 0
+        built = image.ensure_image(paths, rebuild=args.rebuild)
+        print(built.tarball)
+        return 0
+    if args.command == "up":
+        spec = lab_spec(args.name, args.subnet, args.hosts)
+        lab = Lab(args.name, paths)
+        lab.up(spec, timeout=args.timeout)
+        print(lab.inventory_path)
+        return 0
+    if args.command == "down":
+        labs = running_labs(paths) if args.all else [Lab(args.name, paths)]
+        for lab in labs:
+            if not lab.down():
+                print(f"scnode-lab: lab {lab.name} is not up", file=sys.stderr)
+        return 0
+    if args.command == "status":
+        return _status(paths, args.name, as_json=args.json)
+    if args.command == "ssh":
+        lab = Lab(args.name, paths)
+        remote = args.remote[1:] if args.remote[:1] == ["--"] else args.remote
+        # Like ssh itself: the words are joined into one remote shell command.
+        argv = lab.ssh(args.host, " ".join(remote))
+        if not remote:
+            # An interactive login: no remote command, and a terminal.
+            argv = [argv[0], "-t", *argv[1:-1]]
+        return subprocess.call(argv)
+    if args.command == "inventory":
+        lab = Lab(args.name, paths)
+        if lab.load() is None:
+            raise LabError(f"lab {args.name} is not up")
+        print(lab.inventory_path)
+        return 0
+    raise LabError(f"unknown command {args.command}")
+
+
+def _status(paths: LabPaths, name: str | None, *, as_json: bool) -> int:
+    labs = [Lab(name, paths)] if name else running_labs(paths)
+    report = []
+    healthy = True
+    for lab in labs:
+        state = lab.load()
+        if state is None:
+            report.append({"name": lab.name, "up": False, "hosts": []})
+            healthy = False
+            continue
+        hosts = lab.status()
+        healthy = healthy and all(h.running and h.ssh for h in hosts)
+        report.append(
+            {
+                "name": lab.name,
+                "up": True,
+                "subnet": str(state.spec.subnet),
+                "inventory": str(lab.inventory_path),
+                "hosts": [asdict(h) for h in hosts],
+            }
+        )
+    if as_json:
+        print(json.dumps(report, indent=2))
+    elif not report:
+        print("no lab is up (python -m scnode_lab up)")
+    for lab_report in [] if as_json else report:
+        _print_lab(lab_report)
+    return 0 if healthy and report else 1
+
+
+def _print_lab(lab: dict[str, object]) -> None:
+    if not lab["up"]:
+        print(f"lab {lab['name']}: not up")
+        return
+    print(f"lab {lab['name']} on {lab['subnet']} — inventory {lab['inventory']}")
+    print(f"  {'host':<12} {'address':<15} {'running':<8} {'ssh':<5} {'systemd':<12} RAM (PSS)")
+    hosts = lab["hosts"]
+    assert isinstance(hosts, list)
+    for host in hosts:
+        pss = "-" if host["pss_mib"] is None else f"{host['pss_mib']:.0f} MiB"
+        print(
+            f"  {host['name']:<12} {host['ip']:<15} {'yes' if host['running'] else 'NO':<8} "
+            f"{'yes' if host['ssh'] else 'NO':<5} {host['system_state']:<12} {pss}"
+        )
+    print(f"  log in: python -m scnode_lab ssh --name {lab['name']} <host>")

@@ -1,0 +1,105 @@
+"""One test host: an overlay root over the shared image, its identity written from the
+machine, and systemd-nspawn booting it inside the host's network namespace."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+from scnode_lab.network import NETNS_DIR
+from scnode_lab.process import LabError, TrackedProcess, run, spawn_detached
+
+
+def mounts_under(directory: Path) -> list[Path]:
+    """Mount points at or below `directory`, deepest first (the order to unmount them)."""
+    prefix = str(directory).rstrip("/") + "/"
+    found: list[Path] = []
+    for line in Path("/proc/mounts").read_text().splitlines():
+        point = line.split()[1].replace("\\040", " ")
+        if point == prefix.rstrip("/") or point.startswith(prefix):
+            found.append(Path(point))
+    return sorted(found, key=lambda p: len(p.parts), reverse=True)
+
+
+def unmount_all(directory: Path) -> None:
+    for point in mounts_under(directory):
+        if run(["umount", str(point)], check=False).returncode != 0:
+            # Something (a shell, a lingering process) still uses it: detach it so `down`
+            # completes; the kernel frees it when the last user goes.
+            run(["umount", "-l", str(point)])
+
+
+def mount_root(layers: Path, lower: Path) -> Path:
+    """An overlayfs root for one host: shared read-only image below, own writable layer above."""
+    upper, work, merged = layers / "upper", layers / "work", layers / "root"
+    for directory in (upper, work, merged):
+        directory.mkdir(parents=True, exist_ok=True)
+    run(
+        [
+            "mount", "-t", "overlay", "overlay",
+            "-o", f"lowerdir={lower},upperdir={upper},workdir={work}",
+            str(merged),
+        ]
+    )  # fmt: skip
+    return merged
+
+
+def write_identity(
+    root: Path, hostname: str, fqdn: str, hosts_lines: Sequence[str], authorized_key: str
+) -> None:
+    """What makes one host distinct: machine-id, hostname, host keys, root's authorized key."""
+    etc = root / "etc"
+    (etc / "machine-id").unlink(missing_ok=True)
+    (etc / "machine-id").write_text(uuid.uuid4().hex + "\n")
+    (etc / "machine-id").chmod(0o444)
+    (etc / "hostname").write_text(hostname + "\n")
+    (etc / "hosts").write_text(
+        "127.0.0.1\tlocalhost\n"
+        f"127.0.1.1\t{fqdn} {hostname}\n"
+        "::1\tlocalhost ip6-localhost ip6-loopback\n"
+        "ff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
+        "# the lab's hosts (scnode-lab)\n" + "".join(line + "\n" for line in hosts_lines)
+    )
+    for old in (etc / "ssh").glob("ssh_host_*"):
+        old.unlink()
+    run(["ssh-keygen", "-q", "-A", "-f", str(root)])
+    ssh_dir = root / "root" / ".ssh"
+    ssh_dir.mkdir(mode=0o700, exist_ok=True)
+    keys = ssh_dir / "authorized_keys"
+    keys.write_text(authorized_key.strip() + "\n")
+    keys.chmod(0o600)
+    os.chown(ssh_dir, 0, 0)
+    os.chown(keys, 0, 0)
+
+
+def nspawn_argv(root: Path, machine: str, hostname: str, netns: str) -> list[str]:
+    return [
+        "systemd-nspawn",
+        "-D", str(root),
+        "-M", machine,
+        f"--hostname={hostname}",
+        "--boot",
+        "--register=no",
+        "--keep-unit",
+        f"--network-namespace-path={NETNS_DIR / netns}",
+        "--capability=CAP_NET_ADMIN",
+        "--console=read-only",
+        "--resolv-conf=off",
+        "--timezone=off",
+        "--link-journal=no",
+    ]  # fmt: skip
+
+
+def boot(root: Path, machine: str, hostname: str, netns: str, log: Path) -> TrackedProcess:
+    """Start systemd-nspawn detached; its PID is the handle `down` stops it by."""
+    env = dict(os.environ)
+    # A pure cgroup v2 view inside: trixie boots with it, and future systemd drops v1.
+    env.setdefault("SYSTEMD_NSPAWN_UNIFIED_HIERARCHY", "1")
+    process = spawn_detached(nspawn_argv(root, machine, hostname, netns), log, env)
+    time.sleep(0.05)
+    if not process.alive():
+        raise LabError(f"systemd-nspawn for {machine} exited at once: see {log}")
+    return process
