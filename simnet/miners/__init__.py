@@ -1,0 +1,1 @@
+"""Simulated Stratum V1 miners."""

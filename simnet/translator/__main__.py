@@ -1,0 +1,87 @@
+"""`python -m simnet.translator -c <config.toml>`: the translator_sv2 stand-in."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+
+from aiohttp import web
+
+from simnet.translator.config import ConfigError, load_config
+from simnet.translator.logfmt import TranslatorLog, level_from_rust_log
+from simnet.translator.monitoring import create_app
+from simnet.translator.server import T_ROOT, Translator
+
+VERSION = "translator_sv2 1.5.0 (simnet SIMULATION — not the real SRI translator)"
+BANNER = (
+    "*** SIMULATION: simnet translator_sv2 stand-in. Real Stratum V1 server, simulated SV2 "
+    "upstream. Not for real mining. ***"
+)
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="translator_sv2", description=BANNER)
+    parser.add_argument("-c", "--config", required=False, help="path to the TOML configuration")
+    parser.add_argument("-V", "--version", action="store_true", help="print the version")
+    return parser.parse_args(argv)
+
+
+async def _run(config_path: str) -> int:
+    try:
+        config = load_config(config_path)
+    except (OSError, ConfigError) as exc:
+        print(f"Failed to load config: {exc}", file=sys.stderr)
+        return 1
+    log = TranslatorLog(level_from_rust_log(os.environ.get("RUST_LOG")), config.log_file)
+    for key in config.unknown_keys:
+        print(f"simnet: ignoring unknown configuration key `{key}`", file=sys.stderr)
+    translator = Translator(config, log)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    def on_interrupt() -> None:
+        log.info(T_ROOT, "Ctrl+C received — initiating graceful shutdown...")
+        stop.set()
+
+    loop.add_signal_handler(signal.SIGHUP, log.reopen)
+    loop.add_signal_handler(signal.SIGINT, on_interrupt)
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    try:
+        await translator.start()
+    except OSError as exc:
+        log.error(
+            "translator_sv2::sv1::sv1_server::sv1_server",
+            f"Failed to bind to {config.downstream_address}:{config.downstream_port}: {exc}",
+        )
+        return 1
+    runner: web.AppRunner | None = None
+    if config.monitoring_address:
+        host, _, port = config.monitoring_address.rpartition(":")
+        runner = web.AppRunner(create_app(translator), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, host.strip("[]"), int(port)).start()
+    await stop.wait()
+    if runner is not None:
+        await runner.cleanup()
+    await translator.stop()
+    log.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    if args.version:
+        print(VERSION)
+        return 0
+    if not args.config:
+        print("error: the config file is required: -c <config.toml>", file=sys.stderr)
+        return 2
+    print(BANNER, file=sys.stderr, flush=True)
+    return asyncio.run(_run(args.config))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
