@@ -224,10 +224,7 @@ class Lab:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        locks = self.paths.state_root / ".locks"
-        locks.mkdir(parents=True, exist_ok=True)
-        with open(locks / f"{self.name}.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with _lock_file(self.paths, f"{self.name}.lock"):
             yield
 
     # -------------------------------------------------------------- up
@@ -249,28 +246,28 @@ class Lab:
                 _say(f"lab {self.name} is already up")
                 return state
             self._teardown(state)
-            self._check_subnet_free(spec)
             return self._start(spec, timeout)
 
-    def _check_subnet_free(self, spec: LabSpec) -> None:
-        # Two labs on one subnet would work network-wise (separate namespaces) but Ansible's
-        # SSH ControlPersist sockets are keyed by address: they would cross over.
-        for other in running_labs(self.paths):
-            if other.name == self.name:
-                continue
-            state = other.load()
-            if state is not None and state.spec.subnet.overlaps(spec.subnet):
-                raise LabError(
-                    f"subnet {spec.subnet} overlaps lab {other.name}'s {state.spec.subnet}"
-                )
+    def _claim(self, spec: LabSpec, image_key: str) -> LabState:
+        """Record the new lab, refusing a subnet another lab uses. Two labs on one subnet
+        would work network-wise (separate namespaces), but Ansible's SSH ControlPersist
+        sockets are keyed by address: their connections would cross over."""
+        with _machine_lock(self.paths):
+            for other in running_labs(self.paths):
+                state = other.load() if other.name != self.name else None
+                if state is not None and state.spec.subnet.overlaps(spec.subnet):
+                    raise SubnetInUseError(
+                        f"subnet {spec.subnet} overlaps lab {other.name}'s {state.spec.subnet}"
+                    )
+            state = LabState(spec=spec, image_key=image_key)
+            self._save(state)
+            return state
 
     def _start(self, spec: LabSpec, timeout: float) -> LabState:
         started = time.monotonic()
         built = image.ensure_image(self.paths)
         public_key = ensure_key(self.key).read_text()
-        state = LabState(spec=spec, image_key=built.key)
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        self._save(state)
+        state = self._claim(spec, built.key)
         try:
             network.create_lab_netns(self.name, spec.subnet)
             state.uplink = network.start_uplink(self.name, self.state_dir / "uplink.log")
@@ -409,6 +406,34 @@ class Lab:
             if spec.name == host:
                 return ssh_argv(self.name, self.key, str(spec.ip), command)
         raise LabError(f"lab {self.name} has no host {host!r}")
+
+
+class SubnetInUseError(LabError):
+    """Another lab on this machine already uses (part of) the subnet."""
+
+
+@contextlib.contextmanager
+def _lock_file(paths: LabPaths, name: str) -> Iterator[None]:
+    locks = paths.state_root / ".locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    with open(locks / name, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _machine_lock(paths: LabPaths) -> contextlib.AbstractContextManager[None]:
+    """Held while a lab claims its subnet."""
+    return _lock_file(paths, "subnets.lock")
+
+
+def used_subnets(paths: LabPaths | None = None) -> list[IPv4Network]:
+    """Subnets of the labs on this machine."""
+    found = []
+    for lab in running_labs(paths):
+        state = lab.load()
+        if state is not None:
+            found.append(state.spec.subnet)
+    return found
 
 
 def _pss_kib(pid: int) -> int:
