@@ -1,0 +1,53 @@
+"""`python -m simnet.lightning [lightningd options]`: the lightningd SIMULATION."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+
+from simnet.lightning import control
+from simnet.lightning.hub import OutsideWorld
+from simnet.lightning.node import VERSION, Node
+from simnet.lightning.options import parse
+from simnet.lightning.rpc import RpcServer
+
+BANNER = (
+    "*** SIMULATION *** simnet lightningd stand-in (Core Lightning {version} JSON-RPC and cl-zmq "
+    "shapes). This is test equipment, not Core Lightning; it moves no real money."
+)
+
+
+async def run(argv: list[str]) -> int:
+    """Start the node, serve until `stop` or SIGTERM/SIGINT."""
+    opts = parse(argv)
+    print(BANNER.format(version=VERSION), flush=True)
+    node = Node(opts)
+    if node.role == "hub":
+        node.outside = OutsideWorld(node)
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, done.set)
+    await node.start()
+    rpc = RpcServer(node, done.set)
+    await rpc.start()
+    runner = None
+    if opts.get("simnet-control"):
+        runner = await control.start(node, str(opts.get("simnet-control")))
+    node.log("INFO", "lightningd", f"JSON-RPC listening on {rpc.path} (SIMULATION)")
+    await done.wait()
+    await rpc.close()
+    if runner is not None:
+        await runner.cleanup()
+    await node.stop()
+    return 0
+
+
+def main() -> None:
+    """Entry point."""
+    sys.exit(asyncio.run(run(sys.argv[1:])))
+
+
+if __name__ == "__main__":
+    main()
