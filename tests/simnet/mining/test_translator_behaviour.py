@@ -113,7 +113,7 @@ def test_bad_and_duplicate_shares_are_rejected(
 
         def counted() -> bool:
             c = translator.channels()[0]
-            return c["shares_acknowledged"] == 1 and c["shares_rejected"] == 1
+            return bool(c["shares_acknowledged"] == 1 and c["shares_rejected"] == 1)
 
         wait_for(counted, what="one acknowledged and one rejected share")
         channel = translator.channels()[0]
