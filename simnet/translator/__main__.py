@@ -7,15 +7,14 @@ import asyncio
 import os
 import signal
 import sys
-
-from aiohttp import web
+from typing import Any
 
 from simnet.translator.config import ConfigError, load_config
 from simnet.translator.logfmt import TranslatorLog, level_from_rust_log
-from simnet.translator.monitoring import create_app
-from simnet.translator.server import T_ROOT, Translator
 
-VERSION = "translator_sv2 1.5.0 (simnet SIMULATION — not the real SRI translator)"
+# `--version` and `--help` need only the standard library (the mirror's launchers run them on
+# hosts without aiohttp); the server modules are imported when the proxy starts.
+VERSION = "translator_sv2 {release} (simnet SIMULATION — not the real SRI translator)"
 BANNER = (
     "*** SIMULATION: simnet translator_sv2 stand-in. Real Stratum V1 server, simulated SV2 "
     "upstream. Not for real mining. ***"
@@ -38,6 +37,11 @@ async def _run(config_path: str) -> int:
     log = TranslatorLog(level_from_rust_log(os.environ.get("RUST_LOG")), config.log_file)
     for key in config.unknown_keys:
         print(f"simnet: ignoring unknown configuration key `{key}`", file=sys.stderr)
+    from aiohttp import web
+
+    from simnet.translator.monitoring import create_app
+    from simnet.translator.server import T_ROOT, Translator
+
     translator = Translator(config, log)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -57,7 +61,7 @@ async def _run(config_path: str) -> int:
             f"Failed to bind to {config.downstream_address}:{config.downstream_port}: {exc}",
         )
         return 1
-    runner: web.AppRunner | None = None
+    runner: Any = None
     if config.monitoring_address:
         host, _, port = config.monitoring_address.rpartition(":")
         runner = web.AppRunner(create_app(translator), access_log=None)
@@ -74,7 +78,7 @@ async def _run(config_path: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     if args.version:
-        print(VERSION)
+        print(VERSION.format(release=os.environ.get("SIMNET_RELEASE_VERSION", "1.5.0")))
         return 0
     if not args.config:
         print("error: the config file is required: -c <config.toml>", file=sys.stderr)

@@ -1,0 +1,1 @@
+"""Release mirror: upstream-named archives whose binaries launch the stand-ins."""

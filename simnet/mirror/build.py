@@ -1,0 +1,167 @@
+"""Build the mirror tree: release archives whose binaries launch the simnet stand-ins.
+
+Each launcher is a `#!/bin/sh` script that runs `/usr/bin/python3 -m simnet.<x>` with
+`PYTHONPATH` pointing at the copy of the `simnet` package bundled in the archive
+(`<bundle_dir>/`). The same package is also appended to the script as a zip archive and put
+first on `PYTHONPATH` (`"$0"`), so a launcher still works after an installer copies the single
+file to `/usr/local/bin` the way upstream's install scripts do.
+
+Archives are reproducible: sorted entries, fixed mtimes and owners, gzip without a timestamp.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import lzma
+import tarfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import simnet
+from simnet.mirror.releases import Launcher, Product, default_products
+
+MTIME = 1_767_225_600  # 2026-01-01T00:00:00Z, fixed so archives hash the same every build
+SIMNET_ROOT = Path(simnet.__file__).resolve().parent
+
+
+def _package_files() -> list[tuple[str, bytes]]:
+    """The simnet package as (relative path under the bundle, content), without test plugins."""
+    files = []
+    for path in sorted(SIMNET_ROOT.rglob("*")):
+        rel = path.relative_to(SIMNET_ROOT.parent)
+        if not path.is_file() or "__pycache__" in rel.parts or path.suffix in {".pyc", ".pyo"}:
+            continue
+        if path.parent == SIMNET_ROOT and path.name.startswith("pytest_"):
+            continue
+        files.append((rel.as_posix(), path.read_bytes()))
+    return files
+
+
+def _package_zip(files: list[tuple[str, bytes]]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in files:
+            info = zipfile.ZipInfo(name, date_time=(2026, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, data, zipfile.ZIP_DEFLATED)
+    return buffer.getvalue()
+
+
+def launcher_script(launcher: Launcher, version: str, bundle_rel: str, package_zip: bytes) -> bytes:
+    """The shell launcher with the package zip appended (see the module docstring)."""
+    script = f"""#!/bin/sh
+# SIMULATION: simnet stand-in for {launcher.program} {version}, not the real program.
+here=$(dirname "$(readlink -f "$0")")
+SIMNET_PROGRAM={launcher.program}
+SIMNET_RELEASE_VERSION={version}
+PYTHONPATH="$0:$here/{bundle_rel}${{PYTHONPATH:+:$PYTHONPATH}}"
+export SIMNET_PROGRAM SIMNET_RELEASE_VERSION PYTHONPATH
+exec /usr/bin/python3 -m {launcher.module} "$@"
+"""
+    return script.encode() + package_zip
+
+
+def _relative(from_dir: str, to_dir: str) -> str:
+    up = len([p for p in from_dir.split("/") if p and p != "."])
+    return "/".join([".."] * up + [to_dir])
+
+
+def _tar_bytes(entries: list[tuple[str, bytes, int]], compression: str) -> bytes:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        dirs: set[str] = set()
+        for name, _, _ in entries:
+            parts = name.split("/")[:-1]
+            for i in range(1, len(parts) + 1):
+                dirs.add("/".join(parts[:i]))
+        items: list[tuple[str, bytes | None, int]] = [
+            (d, None, 0o755) for d in dirs if d not in {"", "."}
+        ]
+        items += [(n, d, m) for n, d, m in entries]
+        for name, data, mode in sorted(items, key=lambda item: item[0]):
+            info = tarfile.TarInfo(name)
+            info.mtime = MTIME
+            info.uid = info.gid = 0
+            info.uname = info.gname = "root"
+            info.mode = mode
+            if data is None:
+                info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+            else:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    if compression == "xz":
+        return lzma.compress(raw.getvalue(), preset=1)
+    out = io.BytesIO()
+    with gzip.GzipFile(fileobj=out, mode="wb", mtime=0, filename="") as gz:
+        gz.write(raw.getvalue())
+    return out.getvalue()
+
+
+@dataclass
+class Asset:
+    product: str
+    version: str
+    url_path: str
+    sha256: str
+    sums_path: str
+
+
+def build_archive(product: Product, version: str, files: list[tuple[str, bytes]]) -> bytes:
+    top = product.fmt(product.top, version)
+    prefix = "./" if top == "." else f"{top}/"
+    package_zip = _package_zip(files)
+    entries: list[tuple[str, bytes, int]] = []
+    for launcher in product.launchers:
+        bin_dir = launcher.path.rsplit("/", 1)[0]
+        bundle_rel = _relative(bin_dir, product.bundle_dir)
+        script = launcher_script(launcher, version, bundle_rel, package_zip)
+        entries.append((prefix + launcher.path, script, 0o755))
+    for rel, content in product.extra_files.items():
+        mode = 0o755 if rel.endswith(".py") else 0o644
+        entries.append((prefix + rel, content.encode(), mode))
+    for rel, data in files:
+        entries.append((f"{prefix}{product.bundle_dir}/{rel}", data, 0o644))
+    entries.append(
+        (f"{prefix}{product.bundle_dir}/RELEASE_VERSION", f"{version}\n".encode(), 0o644)
+    )
+    entries.append(
+        (
+            f"{prefix}README.simnet",
+            b"SIMULATION: these programs are simnet stand-ins (test equipment), not the real "
+            b"release.\n",
+            0o644,
+        )
+    )
+    return _tar_bytes(entries, product.compression)
+
+
+def build(out: Path, products: list[Product] | None = None) -> list[Asset]:
+    """Write the mirror tree under `out`; return the assets with their hashes.
+
+    Also writes `out/manifest.json` (url path, sha256 and checksum file of each asset).
+    """
+    files = _package_files()
+    assets: list[Asset] = []
+    for product in products or default_products():
+        for version in product.versions:
+            directory = out / product.fmt(product.directory, version)
+            directory.mkdir(parents=True, exist_ok=True)
+            name = product.fmt(product.asset, version)
+            data = build_archive(product, version, files)
+            (directory / name).write_bytes(data)
+            digest = hashlib.sha256(data).hexdigest()
+            sums_name = product.fmt(product.sums, version)
+            # `sha256sum` format: hash, two spaces, file name
+            (directory / sums_name).write_text(f"{digest}  {name}\n")
+            rel_dir = directory.relative_to(out).as_posix()
+            assets.append(
+                Asset(product.key, version, f"/{rel_dir}/{name}", digest, f"/{rel_dir}/{sums_name}")
+            )
+    manifest = [asset.__dict__ for asset in assets]
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return assets
