@@ -450,18 +450,16 @@ class Node:
             for u in chosen
         ]
 
-    def _spend(self, chosen: list[dict[str, Any]], tx: CMutableTransaction) -> None:
-        """Mark inputs spent and register our change outputs as unconfirmed."""
-        txid = b2lx(tx.GetTxid())
+    def _spend(self, chosen: list[dict[str, Any]]) -> None:
+        """Reserve the inputs of a broadcast tx until a block shows them spent (as lightningd).
+
+        Our own outputs of that tx (change) appear in listfunds once it is mined.
+        """
         with self.store.txn():
             for u in chosen:
-                key = f"{u['txid']}:{u['output']}"
-                self.utxos.pop(key, None)
-                self.store.delete("utxo", key)
-            for vout, out in enumerate(tx.vout):
-                script = bytes(out.scriptPubKey).hex()
-                if script in self.addresses:
-                    self._add_utxo(txid, vout, out.nValue, script, "unconfirmed", None)
+                u["reserved"] = True
+                u["reserved_to_block"] = self.blockheight + 72
+                self.store.put("utxo", f"{u['txid']}:{u['output']}", u)
 
     def _psbt(self, tx: CMutableTransaction) -> str:
         import base64
@@ -616,6 +614,7 @@ class Node:
             "add_htlc": self._peer_add_htlc,
             "shift": self._peer_shift,
             "close_sign": self._peer_close_sign,
+            "query_node": self._peer_query_node,
         }.get(str(kind))
         if handler is None:
             return {"error": f"unknown message {kind}"}
@@ -748,7 +747,7 @@ class Node:
             await self.chain.call("sendrawtransaction", tx.serialize().hex())
         except BitcoindError as exc:
             raise RpcError(-1, f"Error broadcasting transaction: {exc.message}") from exc
-        self._spend(chosen, tx)
+        self._spend(chosen)
         ch = self._new_channel(
             peer_id,
             "local",
@@ -831,11 +830,6 @@ class Node:
         self._set_state(
             ch, "CLOSINGD_COMPLETE", "user" if closer == "local" else "remote", "Closing complete"
         )
-        txid = b2lx(tx.GetTxid())
-        for vout, out in enumerate(tx.vout):
-            script = bytes(out.scriptPubKey).hex()
-            if script in self.addresses:
-                self._add_utxo(txid, vout, out.nValue, script, "unconfirmed", None)
         self.write_emergency_recover()
 
     async def _peer_close_sign(self, link: PeerLink, msg: dict[str, Any]) -> dict[str, Any]:
@@ -1247,6 +1241,24 @@ class Node:
 
     def _normal_channels(self) -> list[dict[str, Any]]:
         return [c for c in self.channels.values() if c["state"] == "CHANNELD_NORMAL"]
+
+    async def resolve_destination(self, node_id: str) -> bool:
+        """Gossip stand-in: is the node our peer, behind a peer, or a channel peer of a peer?"""
+        if self.known_destination(node_id):
+            return True
+        for link in list(self.peers.values()):
+            with contextlib.suppress(PeerError, asyncio.TimeoutError):
+                reply = await link.request({"t": "query_node", "id": node_id}, wait=5)
+                if reply.get("known"):
+                    return True
+        return False
+
+    async def _peer_query_node(self, link: PeerLink, msg: dict[str, Any]) -> dict[str, Any]:
+        node_id = str(msg["id"])
+        known = node_id == self.node_id or self._channel_with(node_id) is not None
+        if self.outside is not None and self.outside.owns(node_id):
+            known = True
+        return {"known": known}
 
     def known_destination(self, node_id: str) -> bool:
         """Gossip stand-in: peers, and the nodes our peers told us are behind them."""

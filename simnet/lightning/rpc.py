@@ -456,6 +456,8 @@ class RpcServer:
             if "blockheight" in u:
                 entry["blockheight"] = u["blockheight"]
             entry["reserved"] = u["reserved"]
+            if u["reserved"] and "reserved_to_block" in u:
+                entry["reserved_to_block"] = u["reserved_to_block"]
             outputs.append(entry)
         channels = []
         for ch in n.channels.values():
@@ -502,7 +504,7 @@ class RpcServer:
             await n.chain.call("sendrawtransaction", tx.serialize().hex())
         except BitcoindError as exc:
             raise RpcError(-1, f"Error broadcasting transaction: {exc.message}") from exc
-        n._spend(chosen, tx)
+        n._spend(chosen)
         return {"tx": tx.serialize().hex(), "txid": b2lx(tx.GetTxid()), "psbt": n._psbt(tx)}
 
     # ------------------------------------------------------------------ peers and channels
@@ -971,7 +973,7 @@ class RpcServer:
             amount = inv.amount_msat
         self._injected(amount)
         destination = inv.payee.hex()
-        if destination != n.node_id and not n.known_destination(destination):
+        if destination != n.node_id and not await n.resolve_destination(destination):
             raise (
                 n.capacity_error()
                 if style != "pay"
@@ -1092,7 +1094,7 @@ class RpcServer:
                 -32602, "destination: should be a node id: invalid token (see logs for details)"
             )
         amount = msat_param(p["amount_msat"], "amount_msat")
-        if not n.known_destination(str(destination)):
+        if not await n.resolve_destination(str(destination)):
             raise RpcError(
                 210,
                 "Ran out of routes to try after 1 attempt: see `paystatus`",
