@@ -60,7 +60,7 @@ SIMNET_PROGRAM={launcher.program}
 SIMNET_RELEASE_VERSION={version}
 PYTHONPATH="$0:$here/{bundle_rel}${{PYTHONPATH:+:$PYTHONPATH}}"
 export SIMNET_PROGRAM SIMNET_RELEASE_VERSION PYTHONPATH
-exec /usr/bin/python3 -m {launcher.module} "$@"
+exec /usr/bin/python3 -m {launcher.module} {" ".join(launcher.args)} "$@"
 """
     return script.encode() + package_zip
 

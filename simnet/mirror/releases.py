@@ -34,6 +34,7 @@ class Launcher:
     path: str  # inside the archive, relative to the top directory
     module: str
     program: str  # exported as SIMNET_PROGRAM so one stand-in can play several binaries
+    args: tuple[str, ...] = ()  # simnet's own options put before the user's arguments
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,7 @@ def default_products(
             top="azcoin-{version}",
             sums="SHA256SUMS",
             launchers=(
-                Launcher("bin/azcoind", "simnet.chain", "azcoind"),
+                Launcher("bin/azcoind", "simnet.chain", "azcoind", ("--coin=azcoin",)),
                 Launcher("bin/azcoin-cli", "simnet.cli", "azcoin-cli"),
             ),
             bundle_dir="share/simnet",

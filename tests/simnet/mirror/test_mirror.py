@@ -126,12 +126,21 @@ def _system_python_has(module: str) -> bool:
     reason="launchers run /usr/bin/python3, which needs Debian's python3-aiohttp for the chain "
     "stand-in (present on the test-host image; install it on the controller to run this)",
 )
-def test_bitcoind_launcher_runs(release_mirror: ReleaseMirror, tmp_path: Path) -> None:
-    archive = _download_verified(release_mirror, "bitcoin", "30.2", tmp_path)
+@pytest.mark.parametrize(
+    ("product", "version", "binary"),
+    [
+        ("bitcoin", "30.2", "bitcoin-30.2/bin/bitcoind"),
+        ("azcoin", "0.2.2", "azcoin-0.2.2/bin/azcoind"),
+    ],
+)
+def test_chain_daemon_launchers_run(
+    release_mirror: ReleaseMirror, tmp_path: Path, product: str, version: str, binary: str
+) -> None:
+    archive = _download_verified(release_mirror, product, version, tmp_path)
     with tarfile.open(archive) as tar:
         tar.extractall(tmp_path / "x", filter="data")
     result = subprocess.run(
-        [str(tmp_path / "x" / "bitcoin-30.2" / "bin" / "bitcoind"), "-version"],
+        [str(tmp_path / "x" / binary), "-version"],
         capture_output=True,
         text=True,
         env=_clean_env(),
