@@ -5,6 +5,8 @@
 - `translator`: one started with RUST_LOG=debug, fast jobs (2 s) and vardiff (3 s).
 - `miners_factory(url, {"alice.rig1": "1T"})` starts `python -m simnet.miners` with its control
   API and returns a `MinerProcess`.
+- `cluster_pool_factory(translator, payout_address, chain_control_url, reward_sats=...)` builds an
+  in-process `ClusterPool` reading the translator's monitoring API (call `poll()`/`run_period()`).
 Everything is stopped and its temporary files removed at the end of the test.
 """
 
@@ -25,6 +27,7 @@ from typing import Any
 
 import pytest
 
+from simnet.cluster.pool import ClusterPool, PoolConfig, monitoring_fetcher
 from simnet.translator.config import render_config
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -258,3 +261,33 @@ def miners_factory() -> Iterator[Callable[[str, dict[str, str]], MinerProcess]]:
     yield make
     for handle in started:
         handle.stop()
+
+
+@pytest.fixture
+def cluster_pool_factory(tmp_path: Path) -> Callable[..., ClusterPool]:
+    """Build a simulated cluster pool paying `payout_address` for `translator`'s work."""
+
+    def make(
+        translator: TranslatorProcess,
+        payout_address: str,
+        chain_control_url: str,
+        *,
+        reward_sats: int,
+        other_work: int = 0,
+        mode: str = "transaction",
+        block_subsidy_sats: int = 1_500_000_000,
+    ) -> ClusterPool:
+        config = PoolConfig(
+            identity=translator.user_identity,
+            payout_address=payout_address,
+            chain_control_url=chain_control_url,
+            reward_sats=reward_sats,
+            other_work=other_work,
+            mode=mode,
+            block_subsidy_sats=block_subsidy_sats,
+        )
+        return ClusterPool(
+            config, monitoring_fetcher(translator.monitoring_url), tmp_path / "pool-state.json"
+        )
+
+    return make

@@ -1,0 +1,1 @@
+"""Simulated SC Cluster parts (pool payouts; see pool.py)."""

@@ -1,0 +1,75 @@
+"""`python -m simnet.cluster pool ...`: the simulated SC Cluster pool (SIMULATION).
+
+    python -m simnet.cluster pool --monitoring-url http://127.0.0.1:9093 --identity btc-SERIAL \
+        --payout-address bcrt1q... --chain-control http://127.0.0.1:19443 \
+        --reward-sats 312500000 [--other-work 0] [--mode transaction|coinbase] \
+        [--period 600] [--poll 15] [--state pool-state.json] [--once]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from simnet.cluster.pool import ClusterPool, PoolConfig, monitoring_fetcher
+
+BANNER = "*** SIMULATION: simnet SC Cluster pool (pays on the simulated chain only) ***"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="simnet.cluster", description=BANNER)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("pool", help="pay a node for its translator's acknowledged work")
+    p.add_argument("--monitoring-url", required=True)
+    p.add_argument("--identity", required=True, help="the node's user_identity (without .minerN)")
+    p.add_argument("--payout-address", required=True)
+    p.add_argument("--chain-control", required=True, help="chain stand-in control API URL")
+    p.add_argument("--reward-sats", type=int, required=True, help="cluster reward per period")
+    p.add_argument("--other-work", type=int, default=0, help="rest of the cluster's work/period")
+    p.add_argument("--mode", choices=("transaction", "coinbase"), default="transaction")
+    p.add_argument("--block-subsidy-sats", type=int, default=1_500_000_000)
+    p.add_argument("--confirm-blocks", type=int, default=1)
+    p.add_argument("--period", type=float, default=600.0, help="seconds per payout period")
+    p.add_argument("--poll", type=float, default=15.0, help="seconds between channel reads")
+    p.add_argument("--state", type=Path, help="ledger file (JSON)")
+    p.add_argument("--once", action="store_true", help="close one period now and exit")
+    args = parser.parse_args(argv)
+    print(BANNER, file=sys.stderr, flush=True)
+    config = PoolConfig(
+        identity=args.identity,
+        payout_address=args.payout_address,
+        chain_control_url=args.chain_control,
+        reward_sats=args.reward_sats,
+        other_work=args.other_work,
+        mode=args.mode,
+        block_subsidy_sats=args.block_subsidy_sats,
+        confirm_blocks=args.confirm_blocks,
+    )
+    pool = ClusterPool(config, monitoring_fetcher(args.monitoring_url), args.state)
+    if args.once:
+        print(json.dumps(pool.run_period()), flush=True)
+        return 0
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    next_period = time.monotonic() + args.period
+    while not stop.wait(args.poll):
+        try:
+            pool.poll()
+            if time.monotonic() >= next_period:
+                next_period += args.period
+                record = pool.run_period()
+                if record is not None:
+                    print(json.dumps(record), flush=True)
+        except OSError as exc:
+            print(f"simnet pool: {exc}", file=sys.stderr, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
