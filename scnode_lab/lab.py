@@ -39,6 +39,8 @@ DEFAULT_HOSTS: tuple[tuple[str, int], ...] = (
 )
 FIRST_AUTO_HOST = 11
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
+# Lab names may also carry `_` (molecule scenario names do); nspawn machine names may not.
+_LAB_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 STATE_FILE = "state.json"
 INVENTORY_FILE = "inventory.yml"
 
@@ -78,8 +80,10 @@ class LabSpec:
 
 
 def check_name(kind: str, name: str) -> str:
-    if not _NAME.match(name):
-        raise LabError(f"{kind} name {name!r}: use lower-case letters, digits and '-'")
+    """A lab name (letters, digits, '-', '_') or a host name (no '_': it is a hostname)."""
+    pattern, allowed = (_LAB_NAME, "'-' and '_'") if kind == "lab" else (_NAME, "'-'")
+    if not pattern.match(name):
+        raise LabError(f"{kind} name {name!r}: use lower-case letters, digits and {allowed}")
     return name
 
 
@@ -290,7 +294,7 @@ class Lab:
                 netns, _ = network.attach_host(self.name, index, host.name, host.ip, spec.subnet)
                 state.hosts[host.name] = container.boot(
                     roots[host.name],
-                    f"{self.name}-{host.name}",
+                    f"{self.name}-{host.name}".replace("_", "-"),
                     host.name,
                     netns,
                     self.state_dir / f"{host.name}.log",

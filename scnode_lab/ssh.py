@@ -72,7 +72,21 @@ def wait_ready(lab: str, key: Path, ip: str, timeout: float) -> float:
             last = "ssh timed out"
             continue
         if proc.returncode == 0:
+            _wait_booted(lab, key, ip, deadline)
             return time.monotonic() - started
         last = proc.stderr.strip()
         time.sleep(0.2)
     raise LabError(f"SSH to {ip} not ready after {timeout:.0f} s: {last}")
+
+
+def _wait_booted(lab: str, key: Path, ip: str, deadline: float) -> None:
+    """Wait until systemd has finished booting, so a converge never races the boot."""
+    remaining = max(1.0, deadline - time.monotonic())
+    proc = run(
+        ssh_argv(lab, key, ip, "systemctl is-system-running --wait"),
+        check=False,
+        timeout=remaining + 10,
+    )
+    state = proc.stdout.strip()
+    if state not in ("running", "degraded"):
+        raise LabError(f"{ip} did not finish booting: systemd says {state or proc.stderr!r}")

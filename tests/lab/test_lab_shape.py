@@ -50,6 +50,7 @@ def test_hosts_by_address_number_or_next_free() -> None:
         ("Lab", "a", "lab name"),
         ("lab.x", "a", "lab name"),
         ("t", "a.b", "host name"),
+        ("t", "a_b", "host name"),
         ("t", "a=10.10.8.5", "not a usable host address"),
         ("t", "a=1", "not a usable host address"),
         ("t", "a=255", "not a usable host address"),
