@@ -101,7 +101,7 @@ class Node:
         self.log_level = LOG_LEVELS.get(level, 2)
         self.zmq: ZmqPublisher | None = None
         self.hsm_secret = self._load_hsm_secret()
-        self.key = wallet.derive_key(self.hsm_secret, "node")
+        self.key = wallet.node_key(self.hsm_secret)
         self.node_id = bytes(self.key.pub).hex()
         self.alias = opts.get("alias") or f"SIMNET-{self.node_id[:8]}"
         self.color = opts.get("rgb") or self.node_id[2:8]

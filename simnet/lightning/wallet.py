@@ -48,6 +48,13 @@ ADDRESS_HRP = {
 TX_VBYTES = 170
 
 
+def node_key(hsm_secret: bytes) -> CKey:
+    """The node key as lightningd's hsmd derives it: HKDF-SHA256(hsm_secret, u32 0, "nodeid")."""
+    prk = hmac.new(b"\x00\x00\x00\x00", hsm_secret, hashlib.sha256).digest()
+    okm = hmac.new(prk, b"nodeid\x01", hashlib.sha256).digest()
+    return CKey(okm, compressed=True)
+
+
 def derive_key(hsm_secret: bytes, purpose: str, index: int = 0) -> CKey:
     """A deterministic secp256k1 key for one purpose ("node", "wallet", "funding", "outside")."""
     seed = hmac.new(hsm_secret, f"{purpose}/{index}".encode(), hashlib.sha256).digest()

@@ -1,0 +1,100 @@
+"""Channel open/close with backups, restart keeping state, following the chain (lag, prune)."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+
+import zmq
+
+from simnet.pytest_lightning import ChainHandle, LightningNodeHandle, open_channel, wait_for
+
+
+def test_open_close_rewrites_emergency_recover(
+    start_lightning_node: Callable[..., LightningNodeHandle],
+    lightning_hub: LightningNodeHandle,
+    ln_chain: ChainHandle,
+) -> None:
+    node = start_lightning_node("chan")
+    recover = node.network_dir / "emergency.recover"
+    assert not recover.exists()
+    opened = open_channel(node, lightning_hub, amount_sat=2_000_000)
+    assert recover.exists()
+    after_open = recover.read_bytes()
+    scb = node.rpc.staticbackup()["scb"]
+    assert len(scb) == 1 and opened["channel_id"] in scb[0]
+    channel = node.rpc.listpeerchannels()["channels"][0]
+    assert channel["short_channel_id"].startswith(f"{ln_chain.height()}x")
+    closed = node.rpc.close(lightning_hub.node_id)
+    assert closed["type"] == "mutual" and len(closed["txids"]) == 1
+    assert recover.read_bytes() != after_open
+    assert node.rpc.listpeerchannels()["channels"][0]["state"] == "CLOSINGD_COMPLETE"
+    ln_chain.mine(1)
+    wait_for(
+        lambda: node.rpc.listpeerchannels()["channels"][0]["state"] == "ONCHAIN", 10, "ONCHAIN"
+    )
+    # the closing output comes back to the on-chain wallet once mined
+    outputs = wait_for(
+        lambda: [o for o in node.rpc.listfunds()["outputs"] if o["txid"] == closed["txids"][0]],
+        10,
+        "closing output",
+    )
+    assert outputs[0]["amount_msat"] == 2_000_000_000 - 196_000
+
+
+def test_restart_keeps_state_and_backup_copy_is_consistent(
+    start_lightning_node: Callable[..., LightningNodeHandle],
+) -> None:
+    node = start_lightning_node("restart")
+    node_id = node.node_id
+    inv = node.rpc.invoice(5000, "keep-me", "survives a restart")
+    node.restart()
+    assert node.node_id == node_id
+    kept = node.rpc.listinvoices("keep-me")["invoices"][0]
+    assert kept["bolt11"] == inv["bolt11"] and kept["status"] == "unpaid"
+    # the backup database is a real second copy holding the same invoice
+    with sqlite3.connect(node.db_backup) as db:
+        rows = db.execute("SELECT key FROM objects WHERE kind = 'invoice'").fetchall()
+    assert rows == [("keep-me",)]
+
+
+def test_lag_hold_and_resume(
+    start_lightning_node: Callable[..., LightningNodeHandle], ln_chain: ChainHandle
+) -> None:
+    node = start_lightning_node("lag")
+    node.wait_synced()
+    node.lag_blocks(3)
+    ln_chain.mine(5)
+    wait_for(lambda: node.blockheight() == ln_chain.height() - 3, 10, "lagging height")
+    time.sleep(0.3)
+    assert node.blockheight() == ln_chain.height() - 3
+    node.resume()
+    node.wait_synced()
+
+
+def test_pruned_block_leaves_lightningd_stuck_with_a_warning(
+    start_lightning_node: Callable[..., LightningNodeHandle], ln_chain: ChainHandle
+) -> None:
+    node = start_lightning_node("prune")
+    node.wait_synced()
+    ctx = zmq.Context()
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"warning")
+    sub.connect(node.zmq_endpoints["warning"])
+    try:
+        time.sleep(0.2)
+        stuck_at = node.blockheight()
+        node.hold()
+        ln_chain.mine(10)
+        ln_chain.call("pruneblockchain", ln_chain.height() - 2)
+        node.resume()
+        wait_for(lambda: "Block not available (pruned data)" in node.log_text(), 10, "prune log")
+        time.sleep(0.5)
+        assert node.blockheight() == stuck_at  # stuck for good, like lightningd
+        assert node.control("GET", "/v1/status")["chain_trouble"]
+        assert sub.poll(2000)
+        assert b"Block not available (pruned data)" in sub.recv()
+    finally:
+        sub.close(0)
+        ctx.term()

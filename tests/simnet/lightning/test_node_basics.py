@@ -1,0 +1,98 @@
+"""The stand-in as a process: socket framing, pyln-client, hsm_secret, options, cl-zmq binding."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import socket
+import stat
+from collections.abc import Callable
+
+import pytest
+from bitcoin.wallet import CKey
+from pyln.client import RpcError
+
+from simnet.pytest_lightning import LightningNodeHandle
+
+
+def _read_responses(sock: socket.socket, count: int) -> list[bytes]:
+    buf = b""
+    while buf.count(b"\n\n") < count:
+        chunk = sock.recv(65536)
+        assert chunk, "socket closed early"
+        buf += chunk
+    return [part + b"\n\n" for part in buf.split(b"\n\n") if part]
+
+
+def test_socket_framing_like_lightningd(
+    start_lightning_node: Callable[..., LightningNodeHandle],
+) -> None:
+    node = start_lightning_node("framing")
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(10)
+        s.connect(str(node.rpc_path))
+        # three requests back to back, no separator, on one connection
+        s.sendall(
+            b'{"jsonrpc":"2.0","id":1,"method":"getinfo","params":{}}'
+            b'{"jsonrpc":"2.0","id":2,"method":"frobnicate","params":{}}'
+            b'{"jsonrpc":"2.0","id":3,"method":"getinfo"}'
+        )
+        replies = {json.loads(r)["id"]: (r, json.loads(r)) for r in _read_responses(s, 3)}
+    assert all(raw.endswith(b"}\n\n") for raw, _ in replies.values())
+    assert replies[1][1]["result"]["network"] == "regtest"
+    assert replies[2][1]["error"] == {"code": -32601, "message": "Unknown command 'frobnicate'"}
+    assert replies[3][1]["error"] == {"code": -32600, "message": "No params"}
+
+
+def test_pyln_client_works_unchanged(
+    start_lightning_node: Callable[..., LightningNodeHandle],
+) -> None:
+    node = start_lightning_node("pyln")
+    info = node.rpc.getinfo()
+    assert info["version"] == "v26.06.6" and info["alias"] == "pyln"
+    inv = node.rpc.invoice(1000, "l1", "first")
+    assert inv["bolt11"].startswith("lnbcrt10n1")
+    assert node.rpc.decode(inv["bolt11"])["payee"] == info["id"]
+    with pytest.raises(RpcError) as err:
+        node.rpc.invoice(1000, "l1", "again")
+    assert err.value.error == {"code": 900, "message": "Duplicate label 'l1'"}
+    listed = node.rpc.listinvoices("l1")["invoices"]
+    assert [i["status"] for i in listed] == ["unpaid"]
+    with pytest.raises(RpcError) as err:
+        node.rpc.waitanyinvoice(0, 0.2)
+    assert err.value.error["code"] == 904
+
+
+def test_hsm_secret_mode_and_node_id_derivation(
+    start_lightning_node: Callable[..., LightningNodeHandle],
+) -> None:
+    node = start_lightning_node("hsm")
+    path = node.network_dir / "hsm_secret"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o400
+    secret = path.read_bytes()
+    assert len(secret) == 32
+    # lightningd's hsmd: HKDF-SHA256(ikm=hsm_secret, salt=u32 0, info="nodeid")
+    prk = hmac.new(b"\0\0\0\0", secret, hashlib.sha256).digest()
+    key = CKey(hmac.new(prk, b"nodeid\x01", hashlib.sha256).digest(), compressed=True)
+    assert node.node_id == bytes(key.pub).hex()
+
+
+def test_unknown_and_unsimulated_options_are_logged(
+    start_lightning_node: Callable[..., LightningNodeHandle],
+) -> None:
+    node = start_lightning_node("opts", extra=("frobnicate=7", "fee-base=0"))
+    log = node.log_text()
+    assert "Unknown option frobnicate=7" in log
+    assert "Option fee-base=0 accepted, not simulated" in log
+
+
+def test_clzmq_with_an_unset_endpoint_binds_nothing(
+    start_lightning_node: Callable[..., LightningNodeHandle],
+) -> None:
+    node = start_lightning_node("zmqbug", zmq_unset=("zmq-pub-channel-opened",))
+    assert "KeyError: 'zmq-pub-channel-opened'" in node.log_text()
+    for endpoint in node.zmq_endpoints.values():
+        port = int(endpoint.rsplit(":", 1)[1])
+        with socket.socket() as s:  # the port is free: the plugin bound nothing
+            s.bind(("127.0.0.1", port))
