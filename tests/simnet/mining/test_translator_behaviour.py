@@ -160,6 +160,13 @@ def _stdout_records(translator: TranslatorProcess) -> list[str]:
     ]
 
 
+def _assert_same_records(files: list[str], stdout: list[str]) -> None:
+    """The rotated files together hold exactly the records the proxy wrote to stdout."""
+    for i, (a, b) in enumerate(zip(files, stdout, strict=False)):
+        assert a == b, f"record {i} differs: file {a[:120]!r} stdout {b[:120]!r}"
+    assert len(files) == len(stdout), f"{len(files)} records in files, {len(stdout)} on stdout"
+
+
 def _file_records(*texts: str) -> list[str]:
     out: list[str] = []
     for text in texts:
@@ -182,7 +189,7 @@ def test_log_rotation_by_move_and_sighup_loses_no_line(
     translator.stop()
     stdout = _stdout_records(translator)
     files = _file_records(rotated.read_text(encoding="utf-8"), translator.log_text())
-    assert files == stdout
+    _assert_same_records(files, stdout)
 
 
 def test_log_moved_without_sighup_is_recreated(
@@ -195,9 +202,8 @@ def test_log_moved_without_sighup_is_recreated(
     translator.log_path.rename(rotated)
     wait_for(lambda: translator.log_path.exists(), timeout=20, what="a new log file")
     translator.stop()
-    assert _file_records(rotated.read_text("utf-8"), translator.log_text()) == _stdout_records(
-        translator
-    )
+    files = _file_records(rotated.read_text("utf-8"), translator.log_text())
+    _assert_same_records(files, _stdout_records(translator))
 
 
 def test_copytruncate_rotation_keeps_writing_at_the_start(
@@ -207,20 +213,24 @@ def test_copytruncate_rotation_keeps_writing_at_the_start(
     translator = translator_factory(job_interval=60.0, enable_vardiff=False)
     miners = miners_factory(translator.url, {"alice.rig1": "2T"})
     wait_for(lambda: "SubmitSharesSuccess" in translator.log_text(), timeout=20, what="a share")
-    # logrotate's copytruncate, done while the proxy is quiet (it cannot be atomic otherwise)
-    miners.set_hashrate("alice.rig1", "1")
-    time.sleep(0.5)
+    # logrotate's copytruncate, done while the proxy is quiet (copy-then-truncate is never
+    # atomic: lines written between the two steps are lost, with the real proxy too)
+    miners.stop_worker("alice.rig1")
+    wait_for(lambda: "Sending CloseChannel message" in translator.log_text(), what="the disconnect")
+    time.sleep(0.3)
     rotated = translator.log_path.with_name(translator.log_path.name + ".1")
     shutil.copyfile(translator.log_path, rotated)
     with open(translator.log_path, "r+b") as handle:
         handle.truncate(0)
-    miners.stop_worker("alice.rig1")
-    wait_for(lambda: "disconnected" in translator.log_text(), what="a line after the truncate")
-    data = translator.log_path.read_bytes()
-    assert b"\x00" not in data
-    assert data.startswith(b"20")
+    miners.start_worker("alice.rig1")
+    wait_for(lambda: "SubmitSharesSuccess" in translator.log_text(), timeout=20, what="a share")
     translator.stop()
-    assert _file_records(rotated.read_text("utf-8"), data.decode()) == _stdout_records(translator)
+    data = translator.log_path.read_bytes()
+    assert b"\x00" not in data  # O_APPEND: no hole where the old content was
+    assert data.startswith(b"20")
+    _assert_same_records(
+        _file_records(rotated.read_text("utf-8"), data.decode()), _stdout_records(translator)
+    )
 
 
 def test_restart_appends_and_miners_reconnect(
