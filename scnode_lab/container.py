@@ -93,12 +93,61 @@ def nspawn_argv(root: Path, machine: str, hostname: str, netns: str) -> list[str
     ]  # fmt: skip
 
 
-def boot(root: Path, machine: str, hostname: str, netns: str, log: Path) -> TrackedProcess:
-    """Start systemd-nspawn detached; its PID is the handle `down` stops it by."""
+CGROUP_PARENT = "scnode-lab"
+
+
+def _cgroup_roots() -> list[Path]:
+    """Mount points of the cgroup hierarchies systemd uses: cgroup2 and v1 `name=systemd`."""
+    roots = []
+    for line in Path("/proc/mounts").read_text().splitlines():
+        _, point, fstype, options = line.split()[:4]
+        if fstype == "cgroup2" or (fstype == "cgroup" and "name=systemd" in options.split(",")):
+            roots.append(Path(point))
+    return roots
+
+
+def cgroup_dirs(lab: str, host: str) -> list[Path]:
+    """The host's own cgroups. nspawn puts its container in a `payload` group below the cgroup
+    it was started in; started from the root (no systemd on this machine), every container
+    would share `/payload` and their systemds would remove each other's unit cgroups."""
+    return [root / CGROUP_PARENT / lab / host for root in _cgroup_roots()]
+
+
+def remove_cgroups(lab: str) -> None:
+    """Remove the lab's (empty, once its containers stopped) cgroups, deepest first."""
+    for root in _cgroup_roots():
+        top = root / CGROUP_PARENT / lab
+        if not top.is_dir():
+            continue
+        dirs = sorted(
+            (p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True
+        )
+        for directory in [*dirs, top]:
+            for _ in range(50):
+                try:
+                    directory.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.05)  # its last processes are still exiting
+            else:
+                raise LabError(f"cgroup {directory} still has processes")
+
+
+def boot(
+    root: Path, machine: str, hostname: str, netns: str, cgroups: Sequence[Path], log: Path
+) -> TrackedProcess:
+    """Start systemd-nspawn detached in its own cgroups; its PID is what `down` stops."""
     env = dict(os.environ)
     # A pure cgroup v2 view inside: trixie boots with it, and future systemd drops v1.
     env.setdefault("SYSTEMD_NSPAWN_UNIFIED_HIERARCHY", "1")
-    process = spawn_detached(nspawn_argv(root, machine, hostname, netns), log, env)
+    for directory in cgroups:
+        directory.mkdir(parents=True, exist_ok=True)
+    # The shell joins the cgroups, then becomes nspawn (same PID, so the recorded PID is it).
+    join = "".join(f'echo $$ > "{d}/cgroup.procs" && ' for d in cgroups)
+    argv = ["sh", "-c", join + 'exec "$@"', "sh", *nspawn_argv(root, machine, hostname, netns)]
+    process = spawn_detached(argv, log, env)
     time.sleep(0.05)
     if not process.alive():
         raise LabError(f"systemd-nspawn for {machine} exited at once: see {log}")

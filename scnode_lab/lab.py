@@ -297,6 +297,7 @@ class Lab:
                     f"{self.name}-{host.name}".replace("_", "-"),
                     host.name,
                     netns,
+                    container.cgroup_dirs(self.name, host.name),
                     self.state_dir / f"{host.name}.log",
                 )
                 self._save(state)
@@ -366,6 +367,7 @@ class Lab:
                     TrackedProcess.of(pid).stop(5)
             network.delete_netns(ns)
         container.unmount_all(self.layers)
+        container.remove_cgroups(self.name)
         if state is not None and state.uplink is not None:
             state.uplink.stop(5)
         network.delete_netns(lab_ns)

@@ -53,6 +53,8 @@ def _assert_nothing_left(lab: Lab, state: LabState) -> None:
     assert _live_processes_mentioning(f"-M {lab.name.replace('_', '-')}-") == []
     assert not lab.layers.exists()
     assert not lab.state_dir.exists()
+    for host in state.spec.hosts:
+        assert [d for d in container.cgroup_dirs(lab.name, host.name) if d.exists()] == []
 
 
 def _host_namespace_has_no_lab_address() -> None:
@@ -120,6 +122,19 @@ def test_hosts_boot_systemd_and_reach_the_package_mirror_through_the_nat(
     assert failed.strip() == ""
     # Downloads leave through slirp4netns' user-mode NAT (DNS included): apt works.
     scnode_lab.ssh("node-b", "apt-get -q update", timeout=180)
+
+
+def test_each_host_has_its_own_cgroup(scnode_lab: LabHandle) -> None:
+    # Containers sharing one cgroup tree remove each other's unit cgroups: a `systemctl
+    # reload` in one then fails with "Failed to spawn executor" (seen before this was fixed).
+    state = scnode_lab.lab.load()
+    assert state is not None
+    cgroups = {
+        name: Path(f"/proc/{proc.pid}/cgroup").read_text().splitlines()[-1]
+        for name, proc in state.hosts.items()
+    }
+    assert cgroups["node-a"] != cgroups["node-b"]
+    assert all(f"/scnode-lab/{scnode_lab.name}/" in line for line in cgroups.values())
 
 
 def test_run_in_probes_a_host_from_its_own_namespace(scnode_lab: LabHandle) -> None:
