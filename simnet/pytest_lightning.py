@@ -136,6 +136,31 @@ class ChainHandle:
         self.log.close()
 
 
+class StandinChain(ChainHandle):
+    """The same interface on a `simnet.chain` bitcoind stand-in (from simnet.pytest_chain)."""
+
+    def __init__(self, chain_node: Any) -> None:  # simnet.pytest_chain.ChainNode
+        self.node = chain_node
+        self.port = int(chain_node.rpc_port)
+        self.user = str(chain_node.user)
+        self.password = str(chain_node.password)
+
+    def call(self, method: str, *params: Any) -> Any:
+        """One JSON-RPC call on the stand-in."""
+        return self.node.rpc(method, *params)
+
+    def mine(self, count: int = 1) -> list[str]:
+        """Mine blocks through the stand-in's control API."""
+        return list(self.node.mine(count))
+
+    def pay(self, address: str, sats: int) -> str:
+        """Pay an address from the stand-in's outside wallet."""
+        return str(self.node.pay(address, sats))
+
+    def stop(self) -> None:
+        """The chain fixture stops the stand-in."""
+
+
 class LightningNodeHandle:
     """A running `python -m simnet.lightning` process and the ways to talk to it."""
 
