@@ -51,6 +51,8 @@ async def _run(config_path: str) -> int:
         stop.set()
 
     loop.add_signal_handler(signal.SIGHUP, log.reopen)
+    # simnet only: SIGUSR2 simulates the pool dropping the SV2 connection
+    loop.add_signal_handler(signal.SIGUSR2, translator.drop_upstream)
     loop.add_signal_handler(signal.SIGINT, on_interrupt)
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     try:

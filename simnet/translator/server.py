@@ -105,6 +105,7 @@ class Downstream:
     pending_hashrate: float | None = None
     next_target: int | None = None
     set_difficulty_cached: bool = False
+    reset_by_upstream: bool = False
     shares_since_update: int = 0
     last_update: float = field(default_factory=time.monotonic)
     handshake_done: bool = False
@@ -148,23 +149,28 @@ class Translator:
         self.bound_port: int = config.downstream_port
 
     # ---- start-up -------------------------------------------------------------------------
-    async def start(self) -> None:
+    def _connect_upstream(self, first: bool) -> None:
         up = self.config.upstreams[0]
         addr = f"{up.address}:{up.port}"
         log = self.log
-        log.info(T_ROOT, "Starting Translator Proxy...")
-        log.debug(T_ROOT, "Channels initialized.")
         log.info(T_UP, f"Trying to connect to upstream 0 at {addr}")
         log.info(T_UP, f"Connected to upstream at {addr} (attempt 1/3)")
         log.debug(T_NOISE, "First handshake message sent")
         log.debug(T_NOISE, "Waiting for more bytes during handshake")
         log.debug(T_NOISE, "Second handshake message received")
         log.debug(T_UP, f"Successfully initialized upstream channel with {addr}")
-        log.debug(T_ROOT, "Upstream initialized successfully.")
+        if first:
+            log.debug(T_ROOT, "Upstream initialized successfully.")
         log.debug(T_UP, "Upstream: initiating SV2 handshake...")
         log.debug(T_UP, "Received handshake response from upstream.")
         log.info(T_UP_MH, "Received: SetupConnectionSuccess(used_version: 2, flags: 4)")
         log.debug(T_UP, "Upstream: handshake completed successfully.")
+
+    async def start(self) -> None:
+        log = self.log
+        log.info(T_ROOT, "Starting Translator Proxy...")
+        log.debug(T_ROOT, "Channels initialized.")
+        self._connect_upstream(first=True)
         listen = f"{self.config.downstream_address}:{self.config.downstream_port}"
         log.info(T_SRV, f"Starting SV1 server on {listen}")
         if self.config.enable_vardiff:
@@ -188,6 +194,32 @@ class Translator:
         self._tasks.append(asyncio.create_task(self._job_loop()))
         if self.config.enable_vardiff:
             self._tasks.append(asyncio.create_task(self._vardiff_loop()))
+
+    def drop_upstream(self) -> None:
+        """Simulate the pool closing the SV2 connection: the proxy reconnects, resets its
+        channels and drops every miner (they reconnect), as translator_sv2 v1.5.0 does."""
+        log = self.log
+        reason = "ChannelErrorReceiver(RecvError)"
+        log.error(
+            T_UP,
+            "Upstream: receiver channel closed unexpectedly: receiving from an empty and "
+            "closed channel",
+        )
+        log.warn(T_STATUS, f"Upstream shutting down due to error: {reason}")
+        log.warn(T_UP, "Upstream: task shutting down cleanly.")
+        log.warn(T_ROOT, f"Upstream connection dropped: {reason} — attempting reconnection...")
+        self._connect_upstream(first=False)
+        log.info(T_ROOT, "Upstream restarted successfully.")
+        log.info(T_CM, "ChannelManager: upstream reconnected, resetting channel state.")
+        self.channels.clear()
+        self._next_channel = 0
+        log.info(T_SRV, "🔌 All downstreams removed from sv1 server as upstream reconnected")
+        for ds in list(self.downstreams.values()):
+            ds.reset_by_upstream = True
+            log.info(T_DS, "All downstream shutdown message received (upstream reconnected)")
+            log.warn(T_DS, f"Downstream {ds.downstream_id}: unified task shutting down")
+            self.downstreams.pop(ds.downstream_id, None)
+            ds.writer.close()
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -377,6 +409,8 @@ class Translator:
             writer.close()
 
     def _on_disconnect(self, ds: Downstream) -> None:
+        if ds.reset_by_upstream:
+            return
         i = ds.downstream_id
         log = self.log
         reason = "ChannelErrorReceiver(RecvError)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import signal
 from collections.abc import Callable
 from pathlib import Path
 
@@ -42,6 +43,22 @@ FROM_SOURCE = {
     "from sv1 server downstreams",
     "INFO translator_sv2::sv1::sv1_server::sv1_server: Sending CloseChannel message: N for "
     "downstream: N",
+    # the pool dropping the SV2 connection: sv2/upstream/upstream.rs, status.rs, mod.rs,
+    # sv2/channel_manager/channel_manager.rs, sv1_server.rs, sv1/downstream/downstream.rs
+    "ERROR translator_sv2::sv2::upstream::upstream: Upstream: receiver channel closed "
+    "unexpectedly: receiving from an empty and closed channel",
+    "WARN translator_sv2::status: Upstream shutting down due to error: "
+    "ChannelErrorReceiver(RecvError)",
+    "WARN translator_sv2::sv2::upstream::upstream: Upstream: task shutting down cleanly.",
+    "WARN translator_sv2: Upstream connection dropped: ChannelErrorReceiver(RecvError) — "
+    "attempting reconnection...",
+    "INFO translator_sv2: Upstream restarted successfully.",
+    "INFO translator_sv2::sv2::channel_manager::channel_manager: ChannelManager: upstream "
+    "reconnected, resetting channel state.",
+    "INFO translator_sv2::sv1::sv1_server::sv1_server: 🔌 All downstreams removed from svN "
+    "server as upstream reconnected",
+    "INFO translator_sv2::sv1::downstream::downstream: All downstream shutdown message received "
+    "(upstream reconnected)",
     # network-helpers sv1_connection.rs: a line that is not JSON
     "ERROR network_helpers_sv2::sv1_connection: Failed to deserialize message: Error(S)",
 }
@@ -139,3 +156,39 @@ def test_info_level_has_no_worker_names(
     assert any("Received mining.authorize from Sv1 downstream" in r.message for r in records)
     real_info = shapes(parse_records((REAL / "info" / "translator.log").read_text("utf-8")))
     assert shapes(records) - real_info - FROM_SOURCE == set()
+
+
+def test_upstream_drop_resets_channels_and_miners_come_back(
+    translator: TranslatorProcess,
+    miners_factory: Callable[[str, dict[str, str]], MinerProcess],
+) -> None:
+    miners = miners_factory(translator.url, {"alice.rig1": "2T", "bob.rig2": "2T"})
+    wait_for(
+        lambda: (
+            len(translator.channels()) == 2
+            and all(c["shares_acknowledged"] >= 1 for c in translator.channels())
+        ),
+        timeout=20,
+        what="shares on both channels",
+    )
+    assert translator.proc is not None
+    translator.proc.send_signal(signal.SIGUSR2)  # simnet: the pool drops the SV2 connection
+    wait_for(
+        lambda: (
+            all(m["connects"] >= 2 for m in miners.status().values())
+            and len(translator.channels()) == 2
+            and all(c["shares_acknowledged"] >= 1 for c in translator.channels())
+        ),
+        timeout=25,
+        what="miners to reconnect and mine on new channels",
+    )
+    text = translator.log_text()
+    assert "Upstream connection dropped: ChannelErrorReceiver(RecvError)" in text
+    assert text.count("Trying to connect to upstream 0 at") == 2
+    # new channels from the new connection, new channel names
+    identities = {c["user_identity"] for c in translator.channels()}
+    assert identities == {"sri_user.miner3", "sri_user.miner4"}
+    assert {c["channel_id"] for c in translator.channels()} == {1, 2}
+    real = shapes(parse_records((REAL / "info" / "translator.log").read_text(encoding="utf-8")))
+    real |= shapes(parse_records((REAL / "debug" / "translator.log").read_text(encoding="utf-8")))
+    assert shapes(parse_records(text)) - real - FROM_SOURCE == set()
