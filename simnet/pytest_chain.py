@@ -147,7 +147,7 @@ class ChainNode:
                     f"chain node exited with {self.proc.returncode}: {self.output()}"
                 )
             try:
-                self.control("status", method="GET")
+                self.control("status", http_method="GET")
                 return self
             except OSError:
                 time.sleep(0.05)
@@ -222,7 +222,9 @@ class ChainNode:
             conn.close()
 
     def rpc(self, method: str, *params: Any, wallet: str | None = None, **named: Any) -> Any:
-        """Call `method` (positional or named params); raise ChainRPCError on an error reply."""
+        """Call `method` with positional or (only) named params; raise ChainRPCError on an error."""
+        if params and named:
+            raise TypeError("pass either positional or named parameters, as bitcoind takes them")
         payload = {
             "jsonrpc": "1.0",
             "id": "t",
@@ -255,13 +257,14 @@ class ChainNode:
 
     # --- control API -------------------------------------------------------------------------
 
-    def control(self, name: str, method: str = "POST", **body: Any) -> Any:
+    def control(self, name: str, http_method: str = "POST", **body: Any) -> Any:
+        """Call the control API (simnet/README.md); raise ChainRPCError on an error answer."""
         conn = http.client.HTTPConnection("127.0.0.1", self.control_port, timeout=60)
         try:
             conn.request(
-                method,
+                http_method,
                 f"/{name}",
-                body=json.dumps(body) if method == "POST" else None,
+                body=json.dumps(body) if http_method == "POST" else None,
                 headers={"Content-Type": "application/json"},
             )
             resp = conn.getresponse()
