@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
+from pathlib import Path
 
 from simnet.lightning import control
+from simnet.lightning.clzmq import check_options
 from simnet.lightning.hub import OutsideWorld
 from simnet.lightning.node import VERSION, Node
-from simnet.lightning.options import parse
+from simnet.lightning.options import Options, parse
 from simnet.lightning.rpc import RpcServer
 
 BANNER = (
@@ -18,10 +21,8 @@ BANNER = (
 )
 
 
-async def run(argv: list[str]) -> int:
+async def run(opts: Options) -> int:
     """Start the node, serve until `stop` or SIGTERM/SIGINT."""
-    opts = parse(argv)
-    print(BANNER.format(version=VERSION), flush=True)
     node = Node(opts)
     if node.role == "hub":
         node.outside = OutsideWorld(node)
@@ -46,7 +47,17 @@ async def run(argv: list[str]) -> int:
 
 def main() -> None:
     """Entry point."""
-    sys.exit(asyncio.run(run(sys.argv[1:])))
+    opts = parse(sys.argv[1:])
+    print(BANNER.format(version=VERSION), flush=True)
+    check_options(opts)
+    pid_file = Path(opts.get("pid-file") or opts.lightning_dir / f"lightningd-{opts.network}.pid")
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    pid_file.write_text(f"{os.getpid()}\n")
+    try:
+        code = asyncio.run(run(opts))
+    finally:
+        pid_file.unlink(missing_ok=True)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import zmq
@@ -22,11 +23,26 @@ DEFAULT_HWM = 1000
 
 def plugin_path(opts: Options) -> str | None:
     """The cl-zmq plugin path among the plugin= options, if it is loaded."""
+    names = ("cl-zmq.py", "cl-zmq", "zmq.py", "cl_zmq.py")
     for path in opts.plugins:
-        name = path.rsplit("/", 1)[-1]
-        if name in ("cl-zmq.py", "cl-zmq", "zmq.py", "cl_zmq.py"):
+        if path.rsplit("/", 1)[-1] in names:
             return path
+    # plugin-dir=: lightningd loads every executable in it (and in its subdirectories, by name)
+    for directory in opts.multi.get("plugin-dir", []):
+        for candidate in ("cl-zmq.py", "cl-zmq/cl-zmq.py"):
+            if (Path(directory) / candidate).exists():
+                return str(Path(directory) / candidate)
     return None
+
+
+def check_options(opts: Options) -> None:
+    """Like lightningd: zmq-pub-* options are unknown unless the plugin that defines them loads."""
+    if plugin_path(opts) is not None:
+        return
+    for name in opts.values:
+        base = name[:-4] if name.endswith("-hwm") else name
+        if base in ZMQ_OPTIONS:
+            raise SystemExit(f"lightningd: --{name}: unrecognized option (no cl-zmq plugin loaded)")
 
 
 class ZmqPublisher:

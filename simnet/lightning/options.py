@@ -51,12 +51,12 @@ SIMULATED = {
     "rpc-file-mode",
     "simnet-control",
     "simnet-role",
-    "daemon",
     "pid-file",
+    "plugin-dir",
 }
 # real lightningd options accepted without simulated effect (logged at start)
 NOT_SIMULATED = {
-    "plugin-dir",
+    "daemon",
     "disable-plugin",
     "clear-plugins",
     "bitcoin-cli",

@@ -96,3 +96,21 @@ def test_clzmq_with_an_unset_endpoint_binds_nothing(
         port = int(endpoint.rsplit(":", 1)[1])
         with socket.socket() as s:  # the port is free: the plugin bound nothing
             s.bind(("127.0.0.1", port))
+
+
+def test_zmq_options_without_the_plugin_stop_startup(
+    start_lightning_node: Callable[..., LightningNodeHandle],
+) -> None:
+    with pytest.raises(RuntimeError, match="zmq-pub-connect: unrecognized option"):
+        start_lightning_node("noplugin", zmq=False, extra=("zmq-pub-connect=tcp://127.0.0.1:1",))
+
+
+def test_stop_rpc_shuts_down_cleanly(
+    start_lightning_node: Callable[..., LightningNodeHandle],
+) -> None:
+    node = start_lightning_node("stopper")
+    pid_file = node.lightning_dir / "lightningd-regtest.pid"
+    assert pid_file.read_text().strip() == str(node.proc.pid if node.proc else "")
+    assert node.rpc.stop() == "Shutdown complete"
+    assert node.proc is not None and node.proc.wait(10) == 0
+    assert not node.rpc_path.exists() and not pid_file.exists()
