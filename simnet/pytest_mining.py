@@ -49,7 +49,7 @@ def http_json(url: str, body: dict[str, Any] | None = None, timeout: float = 5.0
         return json.loads(response.read())
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 15.0, what: str = "condition") -> None:
+def wait_for(predicate: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:

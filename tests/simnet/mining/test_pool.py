@@ -101,7 +101,7 @@ def _mine_some(
     miners_factory(translator.url, {"alice.rig1": "2T", "bob.rig2": "2T"})
     wait_for(
         lambda: sum(c["acknowledged_work_sum"] for c in translator.channels()) > 0,
-        timeout=20,
+        timeout=40,
         what="acknowledged work",
     )
 

@@ -149,7 +149,7 @@ def test_vardiff_converges_towards_shares_per_minute(
         clients = translator.sv1_clients()
         return bool(clients) and 2.4e12 <= clients[0]["hashrate"] <= 6.4e12
 
-    wait_for(converged, timeout=25, what="vardiff to estimate ~4 TH/s")
+    wait_for(converged, timeout=45, what="vardiff to estimate ~4 TH/s")
     assert "Sending UpdateChannel message to upstream for channel_id: 1" in translator.log_text()
 
 
@@ -179,13 +179,13 @@ def test_log_rotation_by_move_and_sighup_loses_no_line(
     miners_factory: Callable[[str, dict[str, str]], MinerProcess],
 ) -> None:
     miners_factory(translator.url, {"alice.rig1": "2T"})
-    wait_for(lambda: "SubmitSharesSuccess" in translator.log_text(), timeout=20, what="a share")
+    wait_for(lambda: "SubmitSharesSuccess" in translator.log_text(), timeout=40, what="a share")
     rotated = translator.log_path.with_name(translator.log_path.name + ".1")
     translator.log_path.rename(rotated)
     time.sleep(0.5)
     translator.sighup()
     wait_for(lambda: translator.log_path.exists(), what="the log file to be reopened")
-    wait_for(lambda: "SubmitSharesSuccess" in translator.log_text(), timeout=20, what="a share")
+    wait_for(lambda: "SubmitSharesSuccess" in translator.log_text(), timeout=40, what="a share")
     translator.stop()
     stdout = _stdout_records(translator)
     files = _file_records(rotated.read_text(encoding="utf-8"), translator.log_text())
@@ -197,10 +197,10 @@ def test_log_moved_without_sighup_is_recreated(
     miners_factory: Callable[[str, dict[str, str]], MinerProcess],
 ) -> None:
     miners_factory(translator.url, {"alice.rig1": "2T"})
-    wait_for(lambda: "SubmitSharesSuccess" in translator.log_text(), timeout=20, what="a share")
+    wait_for(lambda: "SubmitSharesSuccess" in translator.log_text(), timeout=40, what="a share")
     rotated = translator.log_path.with_name(translator.log_path.name + ".1")
     translator.log_path.rename(rotated)
-    wait_for(lambda: translator.log_path.exists(), timeout=20, what="a new log file")
+    wait_for(lambda: translator.log_path.exists(), timeout=40, what="a new log file")
     translator.stop()
     files = _file_records(rotated.read_text("utf-8"), translator.log_text())
     _assert_same_records(files, _stdout_records(translator))
@@ -212,7 +212,7 @@ def test_copytruncate_rotation_keeps_writing_at_the_start(
 ) -> None:
     translator = translator_factory(job_interval=60.0, enable_vardiff=False)
     miners = miners_factory(translator.url, {"alice.rig1": "2T"})
-    wait_for(lambda: "SubmitSharesSuccess" in translator.log_text(), timeout=20, what="a share")
+    wait_for(lambda: "SubmitSharesSuccess" in translator.log_text(), timeout=40, what="a share")
     # logrotate's copytruncate, done while the proxy is quiet (copy-then-truncate is never
     # atomic: lines written between the two steps are lost, with the real proxy too)
     miners.stop_worker("alice.rig1")
@@ -223,7 +223,7 @@ def test_copytruncate_rotation_keeps_writing_at_the_start(
     with open(translator.log_path, "r+b") as handle:
         handle.truncate(0)
     miners.start_worker("alice.rig1")
-    wait_for(lambda: "SubmitSharesSuccess" in translator.log_text(), timeout=20, what="a share")
+    wait_for(lambda: "SubmitSharesSuccess" in translator.log_text(), timeout=40, what="a share")
     translator.stop()
     data = translator.log_path.read_bytes()
     assert b"\x00" not in data  # O_APPEND: no hole where the old content was
@@ -238,7 +238,7 @@ def test_restart_appends_and_miners_reconnect(
     miners_factory: Callable[[str, dict[str, str]], MinerProcess],
 ) -> None:
     miners = miners_factory(translator.url, {"alice.rig1": "2T"})
-    wait_for(lambda: "SubmitSharesSuccess" in translator.log_text(), timeout=20, what="a share")
+    wait_for(lambda: "SubmitSharesSuccess" in translator.log_text(), timeout=40, what="a share")
     before = translator.log_text()
     translator.restart()
     wait_for(
@@ -246,7 +246,7 @@ def test_restart_appends_and_miners_reconnect(
             miners.status()["alice.rig1"]["connects"] >= 2
             and any(c["shares_acknowledged"] >= 1 for c in translator.channels())
         ),
-        timeout=25,
+        timeout=45,
         what="the miner to reconnect and mine again",
     )
     after = translator.log_text()
@@ -266,7 +266,7 @@ def test_monitoring_counters_agree_with_the_log(
             len(translator.channels()) == 2
             and all(c["shares_acknowledged"] >= 3 for c in translator.channels())
         ),
-        timeout=25,
+        timeout=45,
         what="three acknowledged shares per channel",
     )
     for worker in ("alice.rig1", "bob.rig2"):

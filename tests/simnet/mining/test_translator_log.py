@@ -111,7 +111,7 @@ def test_miners_authorize_and_submit_with_real_log_shapes(
         channels = translator.channels()
         return len(channels) == 2 and all(c["shares_acknowledged"] >= 2 for c in channels)
 
-    wait_for(acknowledged, timeout=20, what="two acknowledged shares per channel")
+    wait_for(acknowledged, timeout=40, what="two acknowledged shares per channel")
     status = miners.status()
     assert all(m["authorized"] and m["accepted"] >= 2 for m in status.values())
 
@@ -147,7 +147,7 @@ def test_info_level_has_no_worker_names(
     miners_factory(translator.url, {"carol.rig9": "2T"})
     wait_for(
         lambda: any(c["shares_acknowledged"] >= 1 for c in translator.channels()),
-        timeout=20,
+        timeout=40,
         what="an acknowledged share",
     )
     records = parse_records(translator.log_text())
@@ -168,7 +168,7 @@ def test_upstream_drop_resets_channels_and_miners_come_back(
             len(translator.channels()) == 2
             and all(c["shares_acknowledged"] >= 1 for c in translator.channels())
         ),
-        timeout=20,
+        timeout=40,
         what="shares on both channels",
     )
     assert translator.proc is not None
@@ -179,7 +179,7 @@ def test_upstream_drop_resets_channels_and_miners_come_back(
             and len(translator.channels()) == 2
             and all(c["shares_acknowledged"] >= 1 for c in translator.channels())
         ),
-        timeout=25,
+        timeout=45,
         what="miners to reconnect and mine on new channels",
     )
     text = translator.log_text()
