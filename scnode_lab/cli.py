@@ -40,8 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     down.add_argument("--name", default=DEFAULT_NAME)
     down.add_argument("--all", action="store_true", help="every lab on this machine")
 
-    status = sub.add_parser("status", help="what is up and where")
-    status.add_argument("--name", help="one lab (default: every lab)")
+    status = sub.add_parser("status", help="what is up and where; exit 1 unless all healthy")
+    status.add_argument("--name", default=DEFAULT_NAME)
+    status.add_argument("--all", action="store_true", help="every lab on this machine")
     status.add_argument("--json", action="store_true")
 
     ssh = sub.add_parser("ssh", help="run a command on (or log in to) a lab host")
@@ -85,7 +86,7 @@ def _dispatch(args: argparse.Namespace, paths: LabPaths) -> int:
                 print(f"scnode-lab: lab {lab.name} is not up", file=sys.stderr)
         return 0
     if args.command == "status":
-        return _status(paths, args.name, as_json=args.json)
+        return _status(paths, None if args.all else args.name, as_json=args.json)
     if args.command == "ssh":
         lab = Lab(args.name, paths)
         remote = args.remote[1:] if args.remote[:1] == ["--"] else args.remote
