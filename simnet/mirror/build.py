@@ -16,7 +16,11 @@ import hashlib
 import io
 import json
 import lzma
+import os
+import shutil
+import subprocess
 import tarfile
+import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,6 +144,63 @@ def build_archive(product: Product, version: str, files: list[tuple[str, bytes]]
     return _tar_bytes(entries, product.compression)
 
 
+CL_ZMQ_PLUGIN = """#!/usr/bin/env python3
+# SIMULATION: simnet stand-in for the lightningd/plugins cl-zmq plugin. The simnet lightningd
+# recognises this file by name (plugin=/plugin-dir=) and publishes the cl-zmq notifications
+# itself; it is not the real plugin and does nothing when run by a real lightningd.
+import sys
+
+print("simnet cl-zmq stand-in (SIMULATION): load it into the simnet lightningd", file=sys.stderr)
+sys.exit(1)
+"""
+
+
+def build_plugins_repo(out: Path) -> Path | None:
+    """A git repository like lightningd/plugins with `cl-zmq/cl-zmq.py`, as `reckless` clones it.
+
+    Served over git's dumb HTTP protocol at `/lightningd/plugins` and `/lightningd/plugins.git`.
+    Returns None when no `git` is installed.
+    """
+    git = shutil.which("git")
+    if git is None:
+        return None
+    stamp = "2026-01-01T00:00:00Z"
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "simnet",
+        "GIT_AUTHOR_EMAIL": "simnet@localhost",
+        "GIT_COMMITTER_NAME": "simnet",
+        "GIT_COMMITTER_EMAIL": "simnet@localhost",
+        "GIT_AUTHOR_DATE": stamp,
+        "GIT_COMMITTER_DATE": stamp,
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "GIT_CONFIG_NOSYSTEM": "1",
+    }
+    target = out / "lightningd" / "plugins"
+    with tempfile.TemporaryDirectory() as work:
+        tree = Path(work) / "plugins"
+        (tree / "cl-zmq").mkdir(parents=True)
+        plugin = tree / "cl-zmq" / "cl-zmq.py"
+        plugin.write_text(CL_ZMQ_PLUGIN)
+        plugin.chmod(0o755)
+        (tree / "cl-zmq" / "requirements.txt").write_text("pyln-client\npyzmq\n")
+        (tree / "README.md").write_text("SIMULATION: simnet copy of lightningd/plugins (cl-zmq)\n")
+
+        def run(*args: str, cwd: Path = tree) -> None:
+            subprocess.run([git, *args], cwd=cwd, env=env, check=True, capture_output=True)
+
+        run("init", "-q", "-b", "master")
+        run("add", "-A")
+        run("commit", "-q", "-m", "cl-zmq (simnet SIMULATION)")
+        shutil.rmtree(target, ignore_errors=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        run("clone", "-q", "--bare", str(tree), str(target), cwd=Path(work))
+    subprocess.run([git, "update-server-info"], cwd=target, env=env, check=True)
+    shutil.rmtree(target.with_name("plugins.git"), ignore_errors=True)
+    shutil.copytree(target, target.with_name("plugins.git"))
+    return target
+
+
 def build(out: Path, products: list[Product] | None = None) -> list[Asset]:
     """Write the mirror tree under `out`; return the assets with their hashes.
 
@@ -162,6 +223,7 @@ def build(out: Path, products: list[Product] | None = None) -> list[Asset]:
             assets.append(
                 Asset(product.key, version, f"/{rel_dir}/{name}", digest, f"/{rel_dir}/{sums_name}")
             )
+    build_plugins_repo(out)
     manifest = [asset.__dict__ for asset in assets]
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return assets

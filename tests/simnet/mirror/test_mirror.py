@@ -155,3 +155,20 @@ def test_builds_are_reproducible(tmp_path: Path) -> None:
     first = build(tmp_path / "a", products)
     second = build(tmp_path / "b", products)
     assert [a.sha256 for a in first] == [b.sha256 for b in second]
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is needed to build and clone")
+def test_cl_zmq_plugin_clones_like_reckless_fetches_it(
+    release_mirror: ReleaseMirror, tmp_path: Path
+) -> None:
+    for url in ("/lightningd/plugins", "/lightningd/plugins.git"):
+        dest = tmp_path / url.rsplit("/", 1)[1]
+        subprocess.run(
+            ["git", "clone", "-q", release_mirror.base_url + url, str(dest)],
+            check=True,
+            capture_output=True,
+            env={**_clean_env(), "GIT_TERMINAL_PROMPT": "0"},
+        )
+        plugin = dest / "cl-zmq" / "cl-zmq.py"
+        assert plugin.stat().st_mode & 0o111
+        assert "SIMULATION" in plugin.read_text()
