@@ -39,7 +39,10 @@ class Store:
         self.main_path = main
         self.backup_path = backup
         self.db = sqlite3.connect(main, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
+        self._backup_db: sqlite3.Connection | None = None
         self._depth = 0
         self._dirty = False
         if backup is not None:
@@ -49,11 +52,10 @@ class Store:
     def _copy_to_backup(self) -> None:
         if self.backup_path is None:
             return
-        dest = sqlite3.connect(self.backup_path)
-        try:
-            self.db.backup(dest)
-        finally:
-            dest.close()
+        if self._backup_db is None:
+            self._backup_db = sqlite3.connect(self.backup_path)
+            self._backup_db.execute("PRAGMA synchronous=NORMAL")
+        self.db.backup(self._backup_db)
 
     @contextmanager
     def txn(self) -> Iterator[None]:
@@ -113,4 +115,6 @@ class Store:
     def close(self) -> None:
         """Close the database (after a final backup copy)."""
         self._copy_to_backup()
+        if self._backup_db is not None:
+            self._backup_db.close()
         self.db.close()
