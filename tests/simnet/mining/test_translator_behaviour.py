@@ -296,3 +296,25 @@ def test_monitoring_counters_agree_with_the_log(
         'sv2_server_shares_accepted_total{channel_id="1",user_identity="sri_user.miner1"}'
         in metrics
     )
+
+
+def test_hashrate_units() -> None:
+    from simnet.miners.miner import parse_hashrate
+
+    assert parse_hashrate("1T") == 1e12
+    assert parse_hashrate("500G") == 5e11
+    assert parse_hashrate("2.5e12") == 2.5e12
+    assert parse_hashrate("100 GH/s") == 1e11
+
+
+def test_miner_control_api_adds_and_stops_workers(
+    translator: TranslatorProcess,
+    miners_factory: Callable[[str, dict[str, str]], MinerProcess],
+) -> None:
+    miners = miners_factory(translator.url, {})
+    miners.add("frank.rig7", "2T")
+    wait_for(lambda: miners.status()["frank.rig7"]["accepted"] >= 1, timeout=40, what="a share")
+    assert [c["sv1_username"] for c in translator.sv1_clients()] == ["frank.rig7"]
+    miners.stop_worker("frank.rig7")
+    wait_for(lambda: translator.sv1_clients() == [], what="the worker to disconnect")
+    assert miners.status()["frank.rig7"]["running"] is False
