@@ -27,7 +27,11 @@ class Record:
 
 
 def parse_records(text: str) -> list[Record]:
-    """Split a log into records; lines that do not start a record continue the previous one."""
+    """Split a log into records; lines that do not start a record continue the previous one.
+
+    Lines before the first record (a banner or panic text on a shared stderr, the tail of a record
+    cut by copytruncate) are skipped.
+    """
     records: list[Record] = []
     for line in text.split("\n"):
         match = RECORD_START.match(line)
@@ -35,8 +39,6 @@ def parse_records(text: str) -> list[Record]:
             records.append(Record(match["level"].strip(), match["target"], match["msg"]))
         elif records:
             records[-1].message += "\n" + line
-        elif line:
-            raise ValueError(f"log starts with a non-record line: {line!r}")
     for record in records:
         record.message = record.message.rstrip("\n")
     return records
