@@ -23,8 +23,12 @@ from typing import Any
 from urllib.parse import quote
 
 DEFAULT_PORTS = {
-    ("bitcoin", "main"): 8332, ("bitcoin", "test"): 18332, ("bitcoin", "regtest"): 18443,
-    ("azcoin", "main"): 19332, ("azcoin", "test"): 19332, ("azcoin", "regtest"): 18443,
+    ("bitcoin", "main"): 8332,
+    ("bitcoin", "test"): 18332,
+    ("bitcoin", "regtest"): 18443,
+    ("azcoin", "main"): 19332,
+    ("azcoin", "test"): 19332,
+    ("azcoin", "regtest"): 18443,
 }
 NET_DIRS = {"main": "", "test": "testnet3", "regtest": "regtest"}
 
@@ -71,7 +75,7 @@ def _pretty(value: Any, indent: int = 0) -> str:
     if isinstance(value, dict):
         if not value:
             return "{\n" + pad + "}"
-        items = [f'{pad}  {json.dumps(k)}: {_pretty(v, indent + 1)}' for k, v in value.items()]
+        items = [f"{pad}  {json.dumps(k)}: {_pretty(v, indent + 1)}" for k, v in value.items()]
         return "{\n" + ",\n".join(items) + "\n" + pad + "}"
     if isinstance(value, list):
         if not value:
@@ -92,7 +96,11 @@ def _param(method: str, index: int, name: str | None, text: str) -> Any:
     spec = METHODS.get(method)
     kind = "any"
     if spec is not None:
-        arg = next((a for a in spec.args if a.name == name), None) if name else (spec.args[index] if index < len(spec.args) else None)
+        arg = (
+            next((a for a in spec.args if a.name == name), None)
+            if name
+            else (spec.args[index] if index < len(spec.args) else None)
+        )
         kind = arg.type if arg else "any"
     if kind == "string":
         return text
@@ -142,17 +150,28 @@ def main(argv: list[str] | None = None) -> int:
     else:
         params = [_param(method, i, None, v) for i, v in enumerate(raw_params)]
     host = opts.get("rpcconnect") or conf.get("rpcconnect") or "127.0.0.1"
-    port = int(opts.get("rpcport") or conf.get("rpcport") or DEFAULT_PORTS.get((coin, network), 18443))
+    port = int(
+        opts.get("rpcport") or conf.get("rpcport") or DEFAULT_PORTS.get((coin, network), 18443)
+    )
     user = opts.get("rpcuser") or conf.get("rpcuser")
     password = opts.get("rpcpassword") or conf.get("rpcpassword")
     if not password:
-        cookie = Path(opts.get("rpccookiefile") or conf.get("rpccookiefile") or datadir / NET_DIRS[network] / ".cookie")
+        cookie = Path(
+            opts.get("rpccookiefile")
+            or conf.get("rpccookiefile")
+            or datadir / NET_DIRS[network] / ".cookie"
+        )
         if not cookie.is_absolute():
             cookie = datadir / NET_DIRS[network] / cookie
         try:
             user, password = cookie.read_text().strip().split(":", 1)
         except OSError:
-            print(f"error: Could not locate RPC credentials. No authentication cookie could be found, and RPC password is not set.  See -rpcpassword and -stdinrpcpass.  Configuration file: ({conf_path})", file=sys.stderr)
+            print(
+                "error: Could not locate RPC credentials. No authentication cookie could be "
+                "found, and RPC password is not set.  See -rpcpassword and -stdinrpcpass.  "
+                f"Configuration file: ({conf_path})",
+                file=sys.stderr,
+            )
             return 1
     wallet = opts.get("rpcwallet")
     path = "/" if wallet is None else "/wallet/" + quote(wallet, safe="")
@@ -165,7 +184,12 @@ def main(argv: list[str] | None = None) -> int:
         try:
             conn = http.client.HTTPConnection(host, port, timeout=timeout or None)
             auth = base64.b64encode(f"{user}:{password}".encode()).decode()
-            conn.request("POST", path, body=json.dumps(body, default=str), headers={"Authorization": f"Basic {auth}", "Content-Type": "application/json"})
+            conn.request(
+                "POST",
+                path,
+                body=json.dumps(body, default=str),
+                headers={"Authorization": f"Basic {auth}", "Content-Type": "application/json"},
+            )
             resp = conn.getresponse()
             data = resp.read()
             break
@@ -173,7 +197,12 @@ def main(argv: list[str] | None = None) -> int:
             if time.time() < deadline:
                 time.sleep(0.5)
                 continue
-            print(f"error: timeout on transient error: Could not connect to the server {host}:{port}\n\nMake sure the bitcoind server is running and that you are connecting to the correct RPC port.", file=sys.stderr)
+            print(
+                "error: timeout on transient error: Could not connect to the server "
+                f"{host}:{port}\n\nMake sure the bitcoind server is running and that you are "
+                "connecting to the correct RPC port.",
+                file=sys.stderr,
+            )
             return 1
     if resp.status == 401:
         print("error: Authorization failed: Incorrect rpcuser or rpcpassword", file=sys.stderr)
@@ -188,7 +217,10 @@ def main(argv: list[str] | None = None) -> int:
         if error.get("code") == -28 and opts.get("rpcwait") == "1" and time.time() < deadline:
             time.sleep(0.5)
             return main(argv)
-        print(f"error code: {error.get('code')}\nerror message:\n{error.get('message')}", file=sys.stderr)
+        print(
+            f"error code: {error.get('code')}\nerror message:\n{error.get('message')}",
+            file=sys.stderr,
+        )
         return abs(int(error.get("code", 1)))
     result = reply.get("result")
     if result is None:

@@ -308,7 +308,8 @@ class ChainNode:
 
 @pytest.fixture
 def start_chain_node() -> Iterator[Callable[..., ChainNode]]:
-    """Factory: start_chain_node(coin="bitcoin", version=None, network="regtest", args=[], **conf)."""
+    """Factory: start_chain_node(coin="bitcoin", version=None, network="regtest", args=[], "
+    "**conf)."""
     nodes: list[ChainNode] = []
     dirs: list[str] = []
 

@@ -1,4 +1,5 @@
-"""`python -m simnet.chain [bitcoind options] [--coin=azcoin --emulate=v23 --control-port=N ...]`."""
+"""`python -m simnet.chain [bitcoind options] [--coin=azcoin --emulate=v23 --control-port=N "
+"...]`."""
 
 from __future__ import annotations
 

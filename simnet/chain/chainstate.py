@@ -147,7 +147,7 @@ class ChainState:
         return entry.height < len(self.active) and self.active[entry.height] == entry.hash
 
     def median_time_past(self, entry: BlockEntry) -> int:
-        times = []
+        times: list[int] = []
         cur: BlockEntry | None = entry
         while cur is not None and len(times) < 11:
             times.append(cur.block.nTime)
@@ -596,10 +596,10 @@ class ChainState:
         self.activate_best_chain()
         for raw_hex, received in data.get("mempool", []):
             try:
-                entry = self.accept_tx(
+                pooled = self.accept_tx(
                     CTransaction.deserialize(bytes.fromhex(raw_hex)), from_reorg=True
                 )
-                entry.time = received
+                pooled.time = received
             except RPCError:
                 continue
         self.mempool_seq = max(self.mempool_seq, int(data.get("mempool_seq", 1)))

@@ -205,7 +205,8 @@ def parse_cli(argv: list[str]) -> tuple[dict[str, list[str]], dict[str, str]]:
     for arg in argv:
         if not arg.startswith("-"):
             raise ConfigError(
-                f"Error: Command line contains unexpected token '{arg}', see bitcoind -h for a list of options."
+                f"Error: Command line contains unexpected token '{arg}', see bitcoind -h for "
+                "a list of options."
             )
         body = arg.lstrip("-")
         name, _, value = body.partition("=")
@@ -238,7 +239,8 @@ def parse_file(text: str, path: Path, options: Options) -> None:
         name, value = (part.strip() for part in line.split("=", 1))
         if name.startswith("-"):
             raise ConfigError(
-                f"Error: Error reading configuration file: parse error on line {lineno}: {line}, options in configuration file must be specified without leading -"
+                f"Error: Error reading configuration file: parse error on line {lineno}: "
+                f"{line}, options in configuration file must be specified without leading -"
             )
         if "." in name:
             section_name, name = name.split(".", 1)
@@ -269,7 +271,8 @@ def load_options(argv: list[str]) -> tuple[Options, dict[str, str]]:
                 parse_file(inc_path.read_text(), inc_path, options)
     elif "conf" in cli:
         raise ConfigError(
-            f'Error: Error reading configuration file: specified config file "{conf_path}" could not be opened.'
+            f'Error: Error reading configuration file: specified config file "{conf_path}" '
+            "could not be opened."
         )
     # datadir may also come from the file
     top = options.file.get("", {})

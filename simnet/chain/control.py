@@ -323,7 +323,7 @@ def restart(node: Node, body: dict[str, Any]) -> dict[str, Any]:
                 node.cookie_path.unlink()
         for runner_sock in (sys.stdout, sys.stderr):
             runner_sock.flush()
-        os.execv(sys.executable, restart_argv(node))
+        os.execv(sys.executable, restart_argv(node))  # noqa: S606 - same interpreter, same argv
 
     asyncio.get_running_loop().call_later(0.05, again)
     return {"restarting": True, "clean": clean}

@@ -169,7 +169,8 @@ def bind_params(method: Method, params: Any, node: Node) -> list[Any]:
             if not node.params.v30:
                 raise RPCError(
                     RPC_MISC_ERROR,
-                    f"JSON value is not {'an integer' if want == 'number' else 'a ' + want} as expected"
+                    f"JSON value is not {'an integer' if want == 'number' else 'a ' + want} "
+                    "as expected"
                     if want != "object"
                     else "JSON value is not an object as expected",
                 )
@@ -472,29 +473,17 @@ def getblockhash(ctx: Ctx, height: Any) -> str:
 def getblock(ctx: Ctx, blockhash: Any, verbosity: Any) -> Any:
     node = ctx.node
     entry = find_block(node, blockhash)
-    level = (
-        1
-        if verbosity is None
-        else (int(verbosity) if not isinstance(verbosity, bool) else int(verbosity))
-    )
+    level = 1 if verbosity is None else int(verbosity)
     if node.chain.is_pruned(entry):
         raise RPCError(RPC_MISC_ERROR, "Block not available (pruned data)")
     if level == 0:
         return entry.raw.hex()
     out = header_json(node, entry)
-    nxt = out.pop("nextblockhash", None)
     b = entry.block
     stripped = len(b.serialize({"include_witness": False}))
     out["strippedsize"] = stripped
     out["size"] = len(entry.raw)
     out["weight"] = stripped * 3 + len(entry.raw)
-    if nxt:
-        keys = list(out.items())
-        out = dict(
-            keys[: list(out).index("strippedsize")]
-            + [("nextblockhash", nxt)]
-            + keys[list(out).index("strippedsize") :]
-        )
     if level == 1:
         out["tx"] = [hexid(bytes(tx.GetTxid())) for tx in b.vtx]
     else:
@@ -545,7 +534,7 @@ def getchaintips(ctx: Ctx) -> list[dict[str, Any]]:
                 "status": status,
             }
         )
-    out.sort(key=lambda t: (t["status"] != "active", -t["height"]))
+    out.sort(key=lambda t: (t["status"] != "active", -int(str(t["height"]))))
     return out
 
 
@@ -635,7 +624,7 @@ def mempool_entry_json(node: Node, txid: bytes) -> dict[str, Any]:
         },
         "depends": depends,
         "spentby": spentby,
-        "bip125-replaceable": m.replaceable if node.params.v30 else m.replaceable,
+        "bip125-replaceable": m.replaceable,
         "unbroadcast": m.unbroadcast,
     }
     return out
@@ -707,7 +696,8 @@ def getrawtransaction(ctx: Ctx, txid: Any, verbose: Any, blockhash: Any) -> Any:
         if tx is None:
             raise RPCError(
                 RPC_INVALID_ADDRESS_OR_KEY,
-                "No such transaction found in the provided block. Use gettransaction for wallet transactions.",
+                "No such transaction found in the provided block. Use gettransaction for "
+                "wallet transactions.",
             )
     elif h in chain.mempool:
         tx = chain.mempool[h].tx
@@ -719,7 +709,8 @@ def getrawtransaction(ctx: Ctx, txid: Any, verbose: Any, blockhash: Any) -> Any:
             "No such mempool or blockchain transaction. Use gettransaction for wallet transactions."
             if node.txindex
             else (
-                "No such mempool transaction. Use -txindex or provide a block hash to enable blockchain transaction queries. Use gettransaction for wallet transactions."
+                "No such mempool transaction. Use -txindex or provide a block hash to enable "
+                "blockchain transaction queries. Use gettransaction for wallet transactions."
             )
         )
         raise RPCError(RPC_INVALID_ADDRESS_OR_KEY, msg)
@@ -771,7 +762,7 @@ def decodescript(ctx: Ctx, hexstring: Any) -> dict[str, Any]:
 def createrawtransaction(
     ctx: Ctx, inputs: Any, outputs: Any, locktime: Any, replaceable: Any
 ) -> str:
-    return build_raw(ctx.node, inputs, outputs, locktime, replaceable).serialize().hex()
+    return str(build_raw(ctx.node, inputs, outputs, locktime, replaceable).serialize().hex())
 
 
 def parse_outputs(node: Node, outputs: Any) -> list[tuple[bytes, int]]:
@@ -939,7 +930,8 @@ def check_max_fee(node: Node, tx: CTransaction, maxfeerate: Any) -> None:
 @rpc(
     "testmempoolaccept",
     [A("rawtxs", "array", True), A("maxfeerate", "amount")],
-    "Returns result of mempool acceptance tests indicating if raw transaction(s) would be accepted by mempool.",
+    "Returns result of mempool acceptance tests indicating if raw transaction(s) would be "
+    "accepted by mempool.",
 )
 def testmempoolaccept(ctx: Ctx, rawtxs: Any, maxfeerate: Any) -> list[dict[str, Any]]:
     out = []
@@ -986,7 +978,8 @@ def gettxout(ctx: Ctx, txid: Any, n: Any, include_mempool: Any) -> Any:
 @rpc(
     "estimatesmartfee",
     [A("conf_target", "number", True), A("estimate_mode", "string")],
-    "Estimates the approximate fee per kilobyte needed for a transaction to begin confirmation within conf_target blocks.",
+    "Estimates the approximate fee per kilobyte needed for a transaction to begin "
+    "confirmation within conf_target blocks.",
 )
 def estimatesmartfee(ctx: Ctx, conf_target: Any, estimate_mode: Any) -> dict[str, Any]:
     rate = ctx.node.control.fee_estimate
@@ -997,7 +990,8 @@ def estimatesmartfee(ctx: Ctx, conf_target: Any, estimate_mode: Any) -> dict[str
     ):
         raise RPCError(
             RPC_INVALID_PARAMETER,
-            'Invalid estimate_mode parameter, must be one of: "unset", "economical", "conservative"',
+            'Invalid estimate_mode parameter, must be one of: "unset", "economical", '
+            '"conservative"',
         )
     if rate is None:
         return {"errors": ["Insufficient data or no feerate found"], "blocks": 0}
@@ -1137,7 +1131,8 @@ def generatetoaddress(ctx: Ctx, nblocks: Any, address: Any, maxtries: Any) -> li
 @rpc(
     "generateblock",
     [A("output", "string", True), A("transactions", "array", True), A("submit", "bool")],
-    "Mine a set of ordered transactions to a specified address or descriptor and return the block hash.",
+    "Mine a set of ordered transactions to a specified address or descriptor and return the "
+    "block hash.",
     "mining",
 )
 def generateblock(ctx: Ctx, output: Any, transactions: Any, submit: Any) -> dict[str, Any]:
@@ -1333,13 +1328,15 @@ def createwallet(
     if descriptors is False:
         raise RPCError(
             RPC_WALLET_ERROR,
-            'descriptors argument must be set to "true"; it is no longer possible to create a legacy wallet.',
+            'descriptors argument must be set to "true"; it is no longer possible to create a '
+            "legacy wallet.",
         )
     path = node.wallet_path(name)
     if (path / "wallet.dat").exists() or name in node.wallets:
         raise RPCError(
             RPC_WALLET_ERROR,
-            f"Wallet file verification failed. Failed to create database path '{path}'. Database already exists.",
+            f"Wallet file verification failed. Failed to create database path '{path}'. "
+            "Database already exists.",
         )
     wallet = Wallet.create(
         name,
@@ -1370,7 +1367,8 @@ def loadwallet(ctx: Ctx, filename: Any, load_on_startup: Any) -> dict[str, Any]:
     if not (path / "wallet.dat").exists():
         raise RPCError(
             RPC_WALLET_NOT_FOUND,
-            f"Wallet file verification failed. Failed to load database path '{path}'. Path does not exist.",
+            f"Wallet file verification failed. Failed to load database path '{path}'. Path "
+            "does not exist.",
         )
     node.attach_wallet(Wallet.load(name, path, node.chain))
     out: dict[str, Any] = {"name": name}
@@ -1549,7 +1547,8 @@ def received_by(w: Wallet, scripts: set[bytes], min_conf: int) -> int:
 @rpc(
     "getreceivedbyaddress",
     [A("address", "string", True), A("minconf", "number"), A("include_immature_coinbase", "bool")],
-    "Returns the total amount received by the given address in transactions with at least minconf confirmations.",
+    "Returns the total amount received by the given address in transactions with at least "
+    "minconf confirmations.",
     "wallet",
 )
 def getreceivedbyaddress(
@@ -1565,7 +1564,8 @@ def getreceivedbyaddress(
 @rpc(
     "getreceivedbylabel",
     [A("label", "string", True), A("minconf", "number"), A("include_immature_coinbase", "bool")],
-    "Returns the total amount received by addresses with <label> in transactions with at least [minconf] confirmations.",
+    "Returns the total amount received by addresses with <label> in transactions with at "
+    "least [minconf] confirmations.",
     "wallet",
 )
 def getreceivedbylabel(
@@ -1645,7 +1645,8 @@ def listreceivedbyaddress(
 @rpc(
     "listlabels",
     [A("purpose", "string")],
-    "Returns the list of all labels, or labels that are assigned to addresses with a specific purpose.",
+    "Returns the list of all labels, or labels that are assigned to addresses with a specific "
+    "purpose.",
     "wallet",
 )
 def listlabels(ctx: Ctx, purpose: Any) -> list[str]:
@@ -1974,7 +1975,8 @@ def getbalance(
         A("include_unsafe", "bool"),
         A("query_options", "object"),
     ],
-    "Returns array of unspent transaction outputs with between minconf and maxconf (inclusive) confirmations.",
+    "Returns array of unspent transaction outputs with between minconf and maxconf "
+    "(inclusive) confirmations.",
     "wallet",
 )
 def listunspent(
@@ -2001,8 +2003,6 @@ def listunspent(
         item["scriptPubKey"] = coin.script.hex()
         item["amount"] = amount(coin.value)
         item["confirmations"] = depth
-        if not ctx.node.params.v30 and False:
-            pass
         item["spendable"] = info.secret is not None
         item["solvable"] = True
         item["desc"] = info.desc

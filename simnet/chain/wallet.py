@@ -324,7 +324,7 @@ class Wallet:
             self.txs[txid] = WalletTx(
                 txid,
                 tx.serialize(),
-                int(time.time()) if when is None else int(time.time()),
+                int(time.time()),
                 debit,
                 sum(c.value for c in coins) if len(coins) == len(tx.vin) else None,
                 tx.is_coinbase(),
@@ -360,7 +360,7 @@ class Wallet:
     def fee(self, wtx: WalletTx) -> int | None:
         if wtx.debit == 0 or wtx.value_in is None or wtx.debit != wtx.value_in:
             return None
-        return wtx.value_in - sum(o.nValue for o in wtx.tx.vout)
+        return int(wtx.value_in - sum(o.nValue for o in wtx.tx.vout))
 
     def trusted(self, wtx: WalletTx) -> bool:
         d = self.depth(wtx)
@@ -403,13 +403,15 @@ class Wallet:
 
     def balances(self) -> dict[str, int]:
         chain = self.chain
+        utxo, spends, by_script = chain.utxo, chain.mempool_spends, chain.by_script
+        mature_below = chain.height + 1 - (COINBASE_MATURITY + 1)
         trusted = pending = immature = 0
         for script in self.keys:
-            for op in chain.by_script.get(script, ()):
-                coin = chain.utxo[op]
-                if op in chain.mempool_spends:
+            for op in by_script.get(script, ()):
+                if op in spends:
                     continue
-                if coin.coinbase and chain.height - coin.height + 1 < COINBASE_MATURITY + 1:
+                coin = utxo[op]
+                if coin.coinbase and coin.height > mature_below:
                     immature += coin.value
                 else:
                     trusted += coin.value

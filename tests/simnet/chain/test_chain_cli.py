@@ -12,7 +12,10 @@ from simnet.pytest_chain import ChainNode
 def _cli(node: ChainNode, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "simnet.cli", f"-datadir={node.datadir}", *args],
-        capture_output=True, text=True, timeout=30, check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
 
 
@@ -20,7 +23,9 @@ def test_cli_with_cookie_and_conf(chain_node: ChainNode) -> None:
     result = _cli(chain_node, "getblockcount")
     assert (result.returncode, result.stdout) == (0, "0\n")
     _cli(chain_node, "createwallet", "w")
-    address = _cli(chain_node, "-rpcwallet=w", "-named", "getnewaddress", "label=123").stdout.strip()
+    address = _cli(
+        chain_node, "-rpcwallet=w", "-named", "getnewaddress", "label=123"
+    ).stdout.strip()
     assert address.startswith("bcrt1")
     assert chain_node.rpc("getaddressesbylabel", "123") == {address: {"purpose": "receive"}}
     result = _cli(chain_node, "generatetoaddress", "101", address)

@@ -16,7 +16,10 @@ def _run(tmp_path: Path, conf: str, *args: str) -> subprocess.CompletedProcess[s
     (tmp_path / "bitcoin.conf").write_text(conf)
     return subprocess.run(
         [sys.executable, "-m", "simnet.chain", f"-datadir={tmp_path}", *args],
-        capture_output=True, text=True, timeout=30, check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
 
 
@@ -40,7 +43,9 @@ def test_unknown_command_line_option_is_an_error(tmp_path: Path) -> None:
     assert "Invalid parameter -nosuchoption" in result.stderr
 
 
-def test_unknown_file_option_and_misplaced_network_option_are_logged(start_chain_node: Callable[..., ChainNode]) -> None:
+def test_unknown_file_option_and_misplaced_network_option_are_logged(
+    start_chain_node: Callable[..., ChainNode],
+) -> None:
     node = start_chain_node(frobnicate=1, dbcache=450, assumevalid=0)
     log = (node.netdir / "debug.log").read_text()
     assert "Ignoring unknown configuration value frobnicate" in log
@@ -51,7 +56,11 @@ def test_unknown_file_option_and_misplaced_network_option_are_logged(start_chain
 def test_prune_1_manual_pruning(start_chain_node: Callable[..., ChainNode]) -> None:
     node = start_chain_node(prune=1)
     info = node.rpc("getblockchaininfo")
-    assert info["pruned"] is True and info["automatic_pruning"] is False and "prune_target_size" not in info
+    assert (
+        info["pruned"] is True
+        and info["automatic_pruning"] is False
+        and "prune_target_size" not in info
+    )
     with pytest.raises(ChainRPCError) as err:
         node.rpc("pruneblockchain", 10)
     assert (err.value.code, err.value.message) == (-1, "Blockchain is too short for pruning.")

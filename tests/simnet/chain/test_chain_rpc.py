@@ -18,7 +18,9 @@ def _call(node: ChainNode, payload: object, **kw: object) -> tuple[int, dict[str
 
 def test_wrong_password_is_401_after_a_delay_with_empty_body(chain_node: ChainNode) -> None:
     started = time.monotonic()
-    status, headers, body = _call(chain_node, {"method": "getblockcount", "id": 1}, auth=(chain_node.user, "nope"))
+    status, headers, body = _call(
+        chain_node, {"method": "getblockcount", "id": 1}, auth=(chain_node.user, "nope")
+    )
     assert status == 401
     assert body == b""
     assert headers["WWW-Authenticate"] == 'Basic realm="jsonrpc"'
@@ -36,8 +38,11 @@ def test_missing_auth_is_401_and_get_is_405(chain_node: ChainNode) -> None:
 def test_cookie_file_authenticates_and_is_removed_on_clean_shutdown(chain_node: ChainNode) -> None:
     cookie = chain_node.netdir / ".cookie"
     text = cookie.read_text()
-    assert text.startswith("__cookie__:") and len(text.split(":")[1]) == 64 and not text.endswith("\n")
-    status, _, body = _call(chain_node, {"method": "getblockcount", "id": 1}, auth=tuple(text.split(":", 1)))  # type: ignore[arg-type]
+    assert (
+        text.startswith("__cookie__:") and len(text.split(":")[1]) == 64 and not text.endswith("\n")
+    )
+    user, password = text.split(":", 1)
+    status, _, body = _call(chain_node, {"method": "getblockcount", "id": 1}, auth=(user, password))
     assert status == 200 and json.loads(body)["result"] == 0
     assert chain_node.stop() == 0
     assert not cookie.exists()
@@ -46,10 +51,18 @@ def test_cookie_file_authenticates_and_is_removed_on_clean_shutdown(chain_node: 
 def test_jsonrpc_1_and_2_statuses(chain_node: ChainNode) -> None:
     status, _, body = _call(chain_node, {"method": "nosuchmethod", "id": 7})
     assert status == 404
-    assert json.loads(body) == {"result": None, "error": {"code": -32601, "message": "Method not found"}, "id": 7}
+    assert json.loads(body) == {
+        "result": None,
+        "error": {"code": -32601, "message": "Method not found"},
+        "id": 7,
+    }
     status, _, body = _call(chain_node, {"jsonrpc": "2.0", "method": "nosuchmethod", "id": 8})
     assert status == 200
-    assert json.loads(body) == {"jsonrpc": "2.0", "error": {"code": -32601, "message": "Method not found"}, "id": 8}
+    assert json.loads(body) == {
+        "jsonrpc": "2.0",
+        "error": {"code": -32601, "message": "Method not found"},
+        "id": 8,
+    }
     status, _, body = _call(chain_node, {"jsonrpc": "2.0", "method": "getblockcount"})
     assert (status, body) == (204, b"")
     status, _, body = _call(chain_node, {"method": "getblockhash", "params": [99], "id": 1})
@@ -59,11 +72,14 @@ def test_jsonrpc_1_and_2_statuses(chain_node: ChainNode) -> None:
 
 
 def test_batch_named_params_and_param_errors(chain_node: ChainNode) -> None:
-    status, _, body = _call(chain_node, [
-        {"id": 1, "method": "getblockcount"},
-        {"jsonrpc": "2.0", "id": 2, "method": "getblockhash", "params": {"height": 0}},
-        {"jsonrpc": "2.0", "method": "getblockcount"},
-    ])
+    status, _, body = _call(
+        chain_node,
+        [
+            {"id": 1, "method": "getblockcount"},
+            {"jsonrpc": "2.0", "id": 2, "method": "getblockhash", "params": {"height": 0}},
+            {"jsonrpc": "2.0", "method": "getblockcount"},
+        ],
+    )
     replies = json.loads(body)
     assert status == 200
     assert replies[0] == {"result": 0, "error": None, "id": 1}
@@ -91,7 +107,9 @@ def test_azcoin_v23_speaks_only_jsonrpc_1(start_chain_node: Callable[..., ChainN
 
 def test_rpcauth_user_and_password_user(start_chain_node: Callable[..., ChainNode]) -> None:
     node = start_chain_node(rpcuser="alice", rpcpassword="s3cret-at-test-time")
-    status, _, _ = _call(node, {"method": "getblockcount", "id": 1}, auth=("alice", "s3cret-at-test-time"))
+    status, _, _ = _call(
+        node, {"method": "getblockcount", "id": 1}, auth=("alice", "s3cret-at-test-time")
+    )
     assert status == 200
     assert not (node.netdir / ".cookie").exists()  # no cookie when rpcpassword is set
     assert node.rpc("getblockcount") == 0  # the rpcauth user works too
@@ -120,7 +138,9 @@ def test_python_bitcoinlib_proxy_works_unchanged(chain_node: ChainNode) -> None:
     import bitcoin.rpc
 
     bitcoin.SelectParams("regtest")
-    proxy = bitcoin.rpc.Proxy(service_url=f"http://{chain_node.user}:{chain_node.password}@127.0.0.1:{chain_node.rpc_port}")
+    proxy = bitcoin.rpc.Proxy(
+        service_url=f"http://{chain_node.user}:{chain_node.password}@127.0.0.1:{chain_node.rpc_port}"
+    )
     chain_node.rpc("createwallet", "w")
     address = chain_node.rpc("getnewaddress")
     proxy.call("generatetoaddress", 101, address)

@@ -8,10 +8,17 @@ from decimal import Decimal
 
 import pytest
 from bitcoin.core import CTransaction
-from bitcoin.core.script import SIGVERSION_WITNESS_V0, CScript, SignatureHash
 from bitcoin.core.key import CPubKey
+from bitcoin.core.script import SIGVERSION_WITNESS_V0, CScript, SignatureHash
 
-from simnet.chain.crypto import hash160, p2pkh_script, p2wpkh_script, pubkey_of, segwit_address, wif_encode
+from simnet.chain.crypto import (
+    hash160,
+    p2pkh_script,
+    p2wpkh_script,
+    pubkey_of,
+    segwit_address,
+    wif_encode,
+)
 from simnet.pytest_chain import ChainNode, ChainRPCError
 
 
@@ -68,14 +75,23 @@ def test_signatures_verify_with_python_bitcoinlib(chain_node: ChainNode) -> None
     dest = segwit_address("bcrt", p2wpkh_script(pubkey_of(os.urandom(32))))
     txid = chain_node.rpc("sendtoaddress", dest, 1)
     tx = CTransaction.deserialize(bytes.fromhex(chain_node.rpc("getrawtransaction", txid)))
-    prev = chain_node.rpc("getrawtransaction", tx.vin[0].prevout.hash[::-1].hex(), True, chain_node.rpc("getblockhash", 1))
+    prev = chain_node.rpc(
+        "getrawtransaction",
+        tx.vin[0].prevout.hash[::-1].hex(),
+        True,
+        chain_node.rpc("getblockhash", 1),
+    )
     value = int(prev["vout"][0]["value"] * 100_000_000)
     sig, pub = tx.wit.vtxinwit[0].scriptWitness.stack
-    digest = SignatureHash(CScript(p2pkh_script(hash160(pub))), tx, 0, sig[-1], value, SIGVERSION_WITNESS_V0)
+    digest = SignatureHash(
+        CScript(p2pkh_script(hash160(pub))), tx, 0, sig[-1], value, SIGVERSION_WITNESS_V0
+    )
     assert CPubKey(pub).verify(digest, sig[:-1])
 
 
-def test_sweep_foreign_key_with_scantxoutset_and_signrawtransactionwithkey(chain_node: ChainNode) -> None:
+def test_sweep_foreign_key_with_scantxoutset_and_signrawtransactionwithkey(
+    chain_node: ChainNode,
+) -> None:
     _funded(chain_node)
     secret = os.urandom(32)
     wif = wif_encode(secret, mainnet=False)
@@ -86,7 +102,11 @@ def test_sweep_foreign_key_with_scantxoutset_and_signrawtransactionwithkey(chain
     assert scan["success"] and scan["total_amount"] == 2
     utxo = scan["unspents"][0]
     mine = chain_node.rpc("getnewaddress")
-    raw = chain_node.rpc("createrawtransaction", [{"txid": utxo["txid"], "vout": utxo["vout"]}], [{mine: Decimal("1.9999")}])
+    raw = chain_node.rpc(
+        "createrawtransaction",
+        [{"txid": utxo["txid"], "vout": utxo["vout"]}],
+        [{mine: Decimal("1.9999")}],
+    )
     signed = chain_node.rpc("signrawtransactionwithkey", raw, [wif])
     assert signed["complete"] is True
     assert chain_node.rpc("testmempoolaccept", [signed["hex"]])[0]["allowed"] is True
@@ -108,10 +128,16 @@ def test_labels_and_received(chain_node: ChainNode) -> None:
     assert chain_node.rpc("getreceivedbyaddress", deposit, 0) == Decimal("0.00025")
     assert chain_node.rpc("getreceivedbylabel", "member:7") == 0  # minconf 1
     entry = next(t for t in chain_node.rpc("listtransactions") if t["txid"] == txid)
-    assert entry["category"] == "receive" and entry["label"] == "member:7" and entry["confirmations"] == 0
+    assert (
+        entry["category"] == "receive"
+        and entry["label"] == "member:7"
+        and entry["confirmations"] == 0
+    )
     chain_node.mine(1)
     assert chain_node.rpc("getreceivedbylabel", "member:7") == Decimal("0.00025")
-    since = chain_node.rpc("listsinceblock", chain_node.rpc("getblockhash", chain_node.rpc("getblockcount") - 1))
+    since = chain_node.rpc(
+        "listsinceblock", chain_node.rpc("getblockhash", chain_node.rpc("getblockcount") - 1)
+    )
     assert [t["txid"] for t in since["transactions"]] == [txid]
 
 
@@ -136,7 +162,9 @@ def test_crash_keeps_what_was_answered(chain_node: ChainNode) -> None:
     assert chain_node.rpc("getblockcount") == height
 
 
-def test_backup_restore_on_a_second_node_sharing_the_chain(start_chain_node: Callable[..., ChainNode], tmp_path: object) -> None:
+def test_backup_restore_on_a_second_node_sharing_the_chain(
+    start_chain_node: Callable[..., ChainNode], tmp_path: object
+) -> None:
     first = start_chain_node()
     address = _funded(first)
     backup = first.datadir / "backup.dat"

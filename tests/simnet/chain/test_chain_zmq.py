@@ -14,7 +14,9 @@ import zmq
 from simnet.chain.crypto import p2wpkh_script, pubkey_of, segwit_address
 from simnet.pytest_chain import ChainNode
 
-FIXTURE_ZMQ = Path(os.environ.get("SCNODE_FIXTURES", "/work/shared/fixtures")) / "bitcoind-v30" / "zmq"
+FIXTURE_ZMQ = (
+    Path(os.environ.get("SCNODE_FIXTURES", "/work/shared/fixtures")) / "bitcoind-v30" / "zmq"
+)
 
 
 class Subscriber:
@@ -70,8 +72,14 @@ def test_frames_and_counters(chain_node: ChainNode, sub: Subscriber) -> None:
     assert {n["type"] for n in notifications} >= {"pubhashblock", "pubrawtx", "pubsequence"}
 
 
-def test_send_mine_and_invalidate_follow_the_recording(chain_node: ChainNode, sub: Subscriber) -> None:
-    recorded = [json.loads(line) for line in (FIXTURE_ZMQ / "all_messages.jsonl").read_text().splitlines()] if FIXTURE_ZMQ.exists() else []
+def test_send_mine_and_invalidate_follow_the_recording(
+    chain_node: ChainNode, sub: Subscriber
+) -> None:
+    recorded = (
+        [json.loads(line) for line in (FIXTURE_ZMQ / "all_messages.jsonl").read_text().splitlines()]
+        if FIXTURE_ZMQ.exists()
+        else []
+    )
     chain_node.rpc("createwallet", "w")
     address = chain_node.rpc("getnewaddress")
     chain_node.rpc("generatetoaddress", 101, address)
@@ -92,7 +100,10 @@ def test_send_mine_and_invalidate_follow_the_recording(chain_node: ChainNode, su
     chain_node.rpc("invalidateblock", block1)
     seq = sub.drain("sequence")
     assert [(m[1][:32].hex(), m[1][32:33].decode()) for m in seq] == [
-        (block2, "D"), (second, "A"), (block1, "D"), (first, "A"),
+        (block2, "D"),
+        (second, "A"),
+        (block1, "D"),
+        (first, "A"),
     ]
     assert [int.from_bytes(m[1][33:], "little") for m in seq if len(m[1]) == 41] == [5, 6]
     assert sub.drain("hashblock") == []  # invalidateblock announces no new tip
@@ -101,7 +112,9 @@ def test_send_mine_and_invalidate_follow_the_recording(chain_node: ChainNode, su
     assert len(raw) == 6
     if recorded:
         phase = [m for m in recorded if m["phase"] == "reorg_invalidateblock"]
-        recorded_labels = [m["decoded"]["label"] for m in phase if m["decoded"]["topic"] == "sequence"]
+        recorded_labels = [
+            m["decoded"]["label"] for m in phase if m["decoded"]["topic"] == "sequence"
+        ]
         assert recorded_labels == ["D", "A", "D", "A"]
         assert len([m for m in phase if m["decoded"]["topic"] == "rawtx"]) == len(raw)
     chain_node.rpc("generatetoaddress", 3, address)
@@ -129,5 +142,8 @@ def test_control_reorg_and_double_spend(chain_node: ChainNode, sub: Subscriber) 
     ds = chain_node.control("double_spend", txid=again)
     assert ds["replaced"] == again
     seq = sub.drain("sequence")
-    assert [(m[1][:32].hex(), m[1][32:33].decode()) for m in seq] == [(again, "R"), (ds["txid"], "A")]
+    assert [(m[1][:32].hex(), m[1][32:33].decode()) for m in seq] == [
+        (again, "R"),
+        (ds["txid"], "A"),
+    ]
     assert chain_node.rpc("getbalances")["mine"]["untrusted_pending"] == 0

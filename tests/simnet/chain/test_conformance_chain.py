@@ -135,9 +135,14 @@ class Replayer:
                 return  # unordered wallet entries: nothing safe to learn by position
             for e, a in zip(expected, actual, strict=False):
                 self.learn(e, a)
-        elif isinstance(expected, str) and isinstance(actual, str) and expected != actual:
-            if _LEARNABLE.match(expected) and expected not in self.map:
-                self.map[expected] = actual
+        elif (
+            isinstance(expected, str)
+            and isinstance(actual, str)
+            and expected != actual
+            and _LEARNABLE.match(expected)
+            and expected not in self.map
+        ):
+            self.map[expected] = actual
 
     def subst(self, value: Any) -> Any:
         if isinstance(value, str):
@@ -197,7 +202,7 @@ def _compare_reply(expected: Any, actual: Any) -> list[str]:
     if isinstance(expected, list):
         if not isinstance(actual, list) or len(actual) != len(expected):
             return [f"batch reply {actual!r:.120}"]
-        out = []
+        out: list[str] = []
         for i, (e, a) in enumerate(zip(expected, actual, strict=True)):
             out.extend(f"[{i}] {d}" for d in _compare_reply(e, a))
         return out
