@@ -100,6 +100,24 @@ def ensure_image(paths: LabPaths, *, rebuild: bool = False, log: bool = True) ->
     return image
 
 
+def prune(paths: LabPaths, keep: set[str]) -> list[str]:
+    """Remove images (tarball and unpacked root) whose key is not in `keep`: older package
+    lists, or roots no running lab uses. Returns the removed keys."""
+    removed: set[str] = set()
+    prefix = f"{settings.SUITE}-"
+    with cache_lock(paths):
+        for tarball in paths.images.glob(f"{prefix}*.tar.zst"):
+            key = tarball.name[len(prefix) : -len(".tar.zst")]
+            if key not in keep:
+                tarball.unlink()
+                removed.add(key)
+        for rootfs in paths.rootfs.glob("*") if paths.rootfs.exists() else []:
+            if rootfs.is_dir() and _complete(rootfs) and rootfs.name not in keep:
+                shutil.rmtree(rootfs)
+                removed.add(rootfs.name)
+    return sorted(removed)
+
+
 def _complete(rootfs: Path) -> bool:
     return (rootfs / ".scnode-lab-complete").exists()
 

@@ -272,6 +272,9 @@ class Lab:
         built = image.ensure_image(self.paths)
         public_key = ensure_key(self.key).read_text()
         state = self._claim(spec, built.key)
+        in_use = {built.key} | {s.image_key for s in _states(self.paths)}
+        for key in image.prune(self.paths, in_use):
+            _say(f"removed the outdated image {key}")
         try:
             network.create_lab_netns(self.name, spec.subnet)
             state.uplink = network.start_uplink(self.name, self.state_dir / "uplink.log")
@@ -432,14 +435,18 @@ def _machine_lock(paths: LabPaths) -> contextlib.AbstractContextManager[None]:
     return _lock_file(paths, "subnets.lock")
 
 
-def used_subnets(paths: LabPaths | None = None) -> list[IPv4Network]:
-    """Subnets of the labs on this machine."""
-    found = []
+def _states(paths: LabPaths | None = None) -> list[LabState]:
+    states = []
     for lab in running_labs(paths):
         state = lab.load()
         if state is not None:
-            found.append(state.spec.subnet)
-    return found
+            states.append(state)
+    return states
+
+
+def used_subnets(paths: LabPaths | None = None) -> list[IPv4Network]:
+    """Subnets of the labs on this machine."""
+    return [state.spec.subnet for state in _states(paths)]
 
 
 def _pss_kib(pid: int) -> int:

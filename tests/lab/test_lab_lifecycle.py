@@ -19,6 +19,8 @@ from scnode_lab.settings import LabPaths
 
 pytestmark = [
     pytest.mark.testhosts,
+    # The first lab of a fresh machine builds the image once (100-215 s) inside its test.
+    pytest.mark.timeout(900),
     pytest.mark.skipif(missing_requirements() is not None, reason=str(missing_requirements())),
 ]
 

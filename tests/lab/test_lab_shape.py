@@ -12,6 +12,7 @@ import yaml
 from scnode_lab import image, inventory, network
 from scnode_lab.lab import lab_spec
 from scnode_lab.process import LabError
+from scnode_lab.settings import LabPaths
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -127,3 +128,20 @@ def test_baked_list_has_the_recipe_and_the_stand_ins_libraries() -> None:
     baked = set(image.packages())
     assert set(image.BOOTSTRAP_PACKAGES) <= baked
     assert {"python3-zmq", "python3-aiohttp", "python3-bitcoinlib", "nftables"} <= baked
+
+
+def test_prune_removes_only_images_nobody_keeps(tmp_path: Path) -> None:
+    paths = LabPaths(cache=tmp_path / "cache", state_root=tmp_path / "state")
+    paths.images.mkdir(parents=True)
+    for key in ("old", "used", "new"):
+        (paths.images / f"trixie-{key}.tar.zst").write_bytes(b"x")
+        (paths.rootfs / key).mkdir(parents=True)
+        (paths.rootfs / key / ".scnode-lab-complete").touch()
+    (paths.rootfs / "build-abc").mkdir()  # a build in progress has no completion mark
+
+    assert image.prune(paths, keep={"used", "new"}) == ["old"]
+    assert sorted(p.name for p in paths.rootfs.iterdir()) == ["build-abc", "new", "used"]
+    assert sorted(p.name for p in paths.images.glob("*.tar.zst")) == [
+        "trixie-new.tar.zst",
+        "trixie-used.tar.zst",
+    ]
