@@ -6,6 +6,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 
+import pytest
 import zmq
 
 from simnet.pytest_lightning import ChainHandle, LightningNodeHandle, open_channel, wait_for
@@ -98,3 +99,37 @@ def test_pruned_block_leaves_lightningd_stuck_with_a_warning(
     finally:
         sub.close(0)
         ctx.term()
+
+
+def test_restart_with_a_channel_reconnects_and_keeps_balances(
+    lightning_pair: tuple[LightningNodeHandle, LightningNodeHandle],
+) -> None:
+    node, hub = lightning_pair
+    node.rpc.xpay(hub.make_outside_invoice(7_000_000)["bolt11"])
+    before = node.rpc.listpeerchannels()["channels"][0]
+    node.restart()
+    after = wait_for(
+        lambda: [c for c in node.rpc.listpeerchannels()["channels"] if c["peer_connected"]],
+        10,
+        "reconnected to the hub",
+    )[0]
+    assert after["to_us_msat"] == before["to_us_msat"]
+    assert after["state"] == "CHANNELD_NORMAL"
+    assert node.rpc.xpay(hub.make_outside_invoice(1_000_000)["bolt11"])["successful_parts"] == 1
+    hub_side = hub.rpc.listpeerchannels()["channels"][0]["to_us_msat"]
+    assert (
+        node.rpc.listpeerchannels()["channels"][0]["to_us_msat"] + hub_side == after["total_msat"]
+    )
+
+
+def test_database_of_another_node_is_refused(
+    start_lightning_node: Callable[..., LightningNodeHandle],
+) -> None:
+    node = start_lightning_node("restore")
+    node.stop()
+    secret = node.network_dir / "hsm_secret"
+    secret.chmod(0o600)
+    secret.write_bytes(bytes(32))  # a different hsm_secret with the old database: CLN #9426
+    secret.chmod(0o400)
+    with pytest.raises(RuntimeError, match="does not match HSM"):
+        node.start()
