@@ -269,6 +269,7 @@ class Node:
             data = json.loads(self.state_path.read_text())
             self.chain.restore(data)
             loaded = list(data.get("loaded_wallets", []))
+        self.control.warmup = "Loading wallet…"
         for name in [*self.options.get_all("wallet"), *loaded]:
             if name in self.wallets:
                 continue
@@ -328,15 +329,19 @@ class Node:
                 self.log(f"simnet: option -{name}={values[-1]} accepted, not simulated")
         if self.options.get_bool("daemon", False):
             self.log("simnet: -daemon=1 is not simulated; running in the foreground")
-        self.load_state()
         self.pid_path.write_text(f"{os.getpid()}\n")
+        # As bitcoind: the RPC port answers -28 while the block index and wallets load.
+        self.control.warmup = "Loading block index…"
+        if self.options.get_bool("server", True):
+            await self._start_rpc()
+        await asyncio.to_thread(self.load_state)
+        self.control.warmup = None
         if self.zmq_endpoints:
             self.zmq = ZmqPublisher(self.zmq_endpoints)
             self.chain.listeners.append(self.zmq.on_event)
-        if self.options.get_bool("server", True):
-            await self._start_rpc()
         await self._start_control()
-        if self.options.get_bool("listen", True):
+        # Core's default: listen, unless -connect names the peers.
+        if self.options.get_bool("listen", not self.options.get_all("connect")):
             await self._start_p2p()
         self.peers = self._peer_list()
         loop = asyncio.get_running_loop()

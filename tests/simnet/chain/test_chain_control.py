@@ -1,0 +1,52 @@
+"""Control API calls not covered elsewhere: restart in place, block timer, fee estimate, IBD."""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+
+import pytest
+
+from simnet.pytest_chain import ChainNode, ChainRPCError
+
+
+def test_restart_in_place_keeps_pid_and_state(chain_node: ChainNode) -> None:
+    chain_node.rpc("createwallet", "w")
+    chain_node.mine(3)
+    pid = chain_node.control("status", http_method="GET")["pid"]
+    chain_node.control("restart", clean=True)
+    deadline = time.time() + 20
+    status = None
+    while time.time() < deadline:
+        try:
+            status = chain_node.control("status", http_method="GET")
+            break
+        except OSError:
+            time.sleep(0.1)
+    assert status is not None and status["pid"] == pid and status["height"] == 3
+    assert chain_node.rpc("listwallets") == ["w"]
+
+
+def test_block_timer_fee_estimate_and_ibd(chain_node: ChainNode) -> None:
+    assert chain_node.rpc("getblockchaininfo")["initialblockdownload"] is True
+    chain_node.control("block_interval", seconds=0.2)
+    deadline = time.time() + 10
+    while chain_node.rpc("getblockcount") < 3 and time.time() < deadline:
+        time.sleep(0.1)
+    chain_node.control("block_interval", seconds=None)
+    assert chain_node.rpc("getblockcount") >= 3
+    assert chain_node.rpc("getblockchaininfo")["initialblockdownload"] is False
+    chain_node.control("ibd", active=True)
+    assert chain_node.rpc("getblockchaininfo")["initialblockdownload"] is True
+    assert "errors" in chain_node.rpc("estimatesmartfee", 6)
+    chain_node.control("fee_estimate", sat_per_vb=12)
+    assert chain_node.rpc("estimatesmartfee", 6)["feerate"] == Decimal("0.00012")
+
+
+def test_pay_rejects_foreign_double_spend(chain_node: ChainNode) -> None:
+    chain_node.rpc("createwallet", "w")
+    address = chain_node.rpc("getnewaddress")
+    chain_node.rpc("generatetoaddress", 101, address)
+    own = chain_node.rpc("sendtoaddress", address, 1)
+    with pytest.raises(ChainRPCError):
+        chain_node.control("double_spend", txid=own)  # not a payment of the simulated world
