@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -171,3 +172,39 @@ def test_tracked_process_ignores_a_recycled_pid() -> None:
     me = TrackedProcess.of(os.getpid())
     assert me.alive()
     assert not TrackedProcess(pid=me.pid, start_ticks=me.start_ticks + 1).alive()
+
+
+def test_up_heals_a_lab_whose_container_died(
+    scnode_lab_factory: Callable[..., LabHandle],
+) -> None:
+    lab = scnode_lab_factory(("heal-a", "heal-b"))
+    before = lab.lab.load()
+    assert before is not None
+    # A container dies under the lab (as after an OOM kill or a reboot).
+    victim = before.hosts["heal-a"]
+    os.kill(victim.pid, signal.SIGKILL)
+    assert victim.wait_gone(10)
+    assert not before.healthy()
+
+    after = lab.lab.up(lab.spec)
+    assert after.healthy()
+    assert after.hosts["heal-a"] != victim
+    assert lab.ssh("heal-a", "systemctl is-system-running").stdout.strip() == "running"
+    assert before.uplink is not None and not before.uplink.alive()  # all of it was remade
+
+
+def test_a_failed_up_leaves_nothing_behind() -> None:
+    name = f"pytest-fail-{os.getpid()}"
+    lab = Lab(name)
+    spec = lab_spec(name, "10.10.250.0/24", "doomed")
+    # No SSH can answer within a millisecond: `up` fails after booting the container.
+    with pytest.raises(LabError, match="not ready"):
+        lab.up(spec, timeout=0.001)
+    assert lab.load() is None
+    prefix = network.lab_netns(name)
+    assert [ns for ns in network.list_netns() if ns.startswith(prefix)] == []
+    assert container.mounts_under(lab.layers) == []
+    assert _live_processes_mentioning(f"-M {name}-") == []
+    assert _live_processes_mentioning(f"/run/netns/{prefix}") == []
+    assert not lab.layers.exists()
+    assert [d for d in container.cgroup_dirs(name, "doomed") if d.exists()] == []
