@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -154,3 +157,35 @@ def test_payout_lands_as_an_immature_coinbase(
     chain.mine(100)
     balances = chain.rpc("getbalances", wallet="node")["mine"]
     assert Decimal(balances["trusted"]) == Decimal("50.00000000")
+
+
+def test_pool_command_line_pays_once(
+    translator: TranslatorProcess,
+    miners_factory: Callable[[str, dict[str, str]], MinerProcess],
+    start_chain_node: Callable[..., ChainNode],
+    tmp_path: Path,
+) -> None:
+    chain = start_chain_node()
+    chain.rpc("createwallet", "node")
+    address = chain.rpc("getnewaddress", wallet="node")
+    _mine_some(translator, miners_factory)
+    state = tmp_path / "ledger.json"
+    args = [
+        sys.executable, "-m", "simnet.cluster", "pool",
+        "--monitoring-url", translator.monitoring_url,
+        "--identity", translator.user_identity,
+        "--payout-address", address,
+        "--chain-control", f"http://127.0.0.1:{chain.control_port}",
+        "--reward-sats", "12345",
+        "--state", str(state),
+        "--once",
+    ]  # fmt: skip
+    result = subprocess.run(args, capture_output=True, text=True, timeout=60, env=translator.env)
+    assert result.returncode == 0, result.stderr
+    assert "SIMULATION" in result.stderr
+    record = json.loads(result.stdout)
+    assert record["sats"] == 12345 and record["status"] == "sent"
+    assert json.loads(state.read_text())["payouts"][0]["txid"] == record["txid"]
+    assert Decimal(chain.rpc("getreceivedbyaddress", address, 1, wallet="node")) == Decimal(
+        "0.00012345"
+    )
