@@ -550,7 +550,14 @@ class Translator:
             f"Configure {{ extensions: [{ext_text}], id: {msg_id} }}",
         )
         self.log.debug(T_DS_MH, "Negotiated version_rolling_mask is None")
-        await self._write(ds, {"id": msg_id, "error": None, "result": {}})
+        # v1.5.0 answers with an all-zero mask when none was negotiated: no version rolling
+        result = {
+            "version-rolling": True,
+            "version-rolling.mask": "00000000",
+            "version-rolling.min-bit-count": "00000000",
+            "minimum-difficulty": False,
+        }
+        await self._write(ds, {"id": msg_id, "error": None, "result": result})
 
     async def _on_subscribe(self, ds: Downstream, msg_id: Any, params: list[Any]) -> None:
         agent = str(params[0]) if params else ""

@@ -318,3 +318,27 @@ def test_miner_control_api_adds_and_stops_workers(
     miners.stop_worker("frank.rig7")
     wait_for(lambda: translator.sv1_clients() == [], what="the worker to disconnect")
     assert miners.status()["frank.rig7"]["running"] is False
+
+
+def test_configure_first_like_the_sri_miner(
+    translator_factory: Callable[..., TranslatorProcess],
+) -> None:
+    translator = translator_factory(job_interval=60.0, enable_vardiff=False)
+    raw = RawMiner(translator.port)
+    try:
+        reply = raw.reply_to(raw.send("mining.configure", [[], {}]))
+        assert reply["result"]["version-rolling.mask"] == "00000000"
+        raw.handshake("gina.rig1")
+    finally:
+        raw.close()
+    text = translator.log_text()
+    order = [
+        "Downstream 1 registered successfully",
+        "Processing 1 queued Sv1 messages for downstream 1",
+        "Received mining.configure from Sv1 downstream",
+        "Negotiated version_rolling_mask is None",
+        "Received mining.subscribe from Sv1 downstream",
+        'Authorize { id: 13, name: "gina.rig1", password: "x" }',
+    ]
+    positions = [text.index(line) for line in order]
+    assert positions == sorted(positions)
