@@ -10,13 +10,16 @@ import subprocess
 import tarfile
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from simnet.mirror.build import build
 from simnet.mirror.releases import default_products
+from simnet.pytest_mining import MinerProcess, free_port, http_json, wait_for
 from simnet.pytest_mirror import ReleaseMirror
+from simnet.translator.config import render_config
 
 
 def _get(url: str) -> bytes:
@@ -172,3 +175,55 @@ def test_cl_zmq_plugin_clones_like_reckless_fetches_it(
         plugin = dest / "cl-zmq" / "cl-zmq.py"
         assert plugin.stat().st_mode & 0o111
         assert "SIMULATION" in plugin.read_text()
+
+
+@pytest.mark.skipif(
+    not _system_python_has("aiohttp"),
+    reason="launchers run /usr/bin/python3, which needs Debian's python3-aiohttp for the "
+    "translator (present on the test-host image; install it on the controller to run this)",
+)
+def test_installed_translator_serves_miners(
+    release_mirror: ReleaseMirror,
+    tmp_path: Path,
+    miners_factory: Callable[[str, dict[str, str]], MinerProcess],
+) -> None:
+    archive = _download_verified(release_mirror, "sv2-apps", "v0.5.0", tmp_path)
+    with tarfile.open(archive) as tar:
+        tar.extractall(tmp_path / "x", filter="data")
+    binary = tmp_path / "usr-local-bin" / "translator_sv2"
+    binary.parent.mkdir()
+    shutil.copy2(tmp_path / "x" / "translator" / "translator_sv2", binary)
+    port, monitoring = free_port(), free_port()
+    config = tmp_path / "stratum-bitcoin.toml"
+    log = tmp_path / "stratum-bitcoin.log"
+    config.write_text(
+        render_config(
+            upstream_port=free_port(),
+            downstream_port=port,
+            user_identity="btc-SN42",
+            min_hashrate=1e12,
+            shares_per_minute=60.0,
+            log_file=str(log),
+            monitoring_address=f"127.0.0.1:{monitoring}",
+        )
+    )
+    proc = subprocess.Popen(
+        [str(binary), "-c", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**_clean_env(), "RUST_LOG": "debug"},
+    )
+    try:
+        url = f"http://127.0.0.1:{monitoring}/api/v1/server/channels"
+        wait_for(lambda: http_json(url)["total_extended"] == 0, what="the installed translator")
+        miners_factory(f"stratum+tcp://127.0.0.1:{port}", {"hank.rig1": "2T"})
+        wait_for(
+            lambda: any(c["shares_acknowledged"] for c in http_json(url)["extended_channels"]),
+            timeout=40,
+            what="an acknowledged share",
+        )
+        assert 'name: "hank.rig1"' in log.read_text()
+        assert http_json(url)["extended_channels"][0]["user_identity"] == "btc-SN42.miner1"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
