@@ -85,6 +85,7 @@ class ChainNode:
         self.extra_args = extra_args
         self.proc: subprocess.Popen[bytes] | None = None
         self._conn: http.client.HTTPConnection | None = None
+        self._conf = conf
         self._write_conf(conf)
 
     # --- life cycle --------------------------------------------------------------------------
@@ -134,7 +135,27 @@ class ChainNode:
             cmd.append(f"--emulate={self.emulate}")
         return cmd + self.extra_args
 
-    def start(self, timeout: float = 15.0) -> ChainNode:
+    def _new_ports(self) -> None:
+        self.rpc_port, self.p2p_port, self.control_port = free_port(), free_port(), free_port()
+        self.zmq = {t: f"tcp://127.0.0.1:{free_port()}" for t in ZMQ_TOPICS}
+        self._write_conf(self._conf)
+
+    def start(self, timeout: float = 30.0) -> ChainNode:
+        """Start the daemon; on a first start that lost a port race, retry on new ports."""
+        for attempt in range(3):
+            try:
+                return self._start_once(timeout)
+            except RuntimeError as err:
+                if (
+                    attempt == 2
+                    or "in use" not in str(err)
+                    or (self.netdir / "simnet-chain.json").exists()
+                ):
+                    raise
+                self._new_ports()
+        raise AssertionError("unreachable")
+
+    def _start_once(self, timeout: float) -> ChainNode:
         log = open(self.datadir / "simnet-stdout.log", "ab")  # noqa: SIM115 - owned by the process
         self.proc = subprocess.Popen(
             self.command, stdout=log, stderr=subprocess.STDOUT, cwd=str(self.datadir)
