@@ -232,6 +232,9 @@ class Translator:
 
     # ---- simulated upstream: jobs -----------------------------------------------------------
     def _new_block(self) -> None:
+        # shares of the previous block are stale downstream; duplicates need no memory of them
+        for channel in self.channels.values():
+            channel.seen.clear()
         self.height += 1
         self.prev_block += 1
         self.job_counter += 1
