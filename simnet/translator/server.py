@@ -139,7 +139,6 @@ class Translator:
         self.prev_block = 0
         self.job_counter = 0
         self.current_job_id = 0
-        self.started = time.time()
         self.upstream_difficulty_factor = _env_float("SIMNET_UPSTREAM_DIFFICULTY_FACTOR", 2.0)
         self.job_interval = _env_float("SIMNET_JOB_INTERVAL_SECS", 30.0)
         self.vardiff_interval = _env_float("SIMNET_VARDIFF_INTERVAL_SECS", 60.0)
