@@ -89,20 +89,6 @@ def test_create_and_destroy_three_times_leaves_nothing() -> None:
         _assert_nothing_left(lab.lab, state)
 
 
-def test_up_is_idempotent_and_down_twice_is_harmless(
-    scnode_lab_factory: Callable[..., LabHandle],
-) -> None:
-    lab = scnode_lab_factory(("solo",))
-    first = lab.lab.load()
-    again = lab.lab.up(lab.spec)
-    assert first is not None
-    assert again.hosts == first.hosts  # the same nspawn processes, not new ones
-    assert again.uplink == first.uplink
-    lab.down()
-    assert lab.lab.down() is False
-    assert first.uplink is not None and not first.uplink.alive()
-
-
 def test_a_running_lab_refuses_another_shape_and_its_subnet(
     scnode_lab: LabHandle,
 ) -> None:
@@ -174,23 +160,30 @@ def test_tracked_process_ignores_a_recycled_pid() -> None:
     assert not TrackedProcess(pid=me.pid, start_ticks=me.start_ticks + 1).alive()
 
 
-def test_up_heals_a_lab_whose_container_died(
+def test_up_is_idempotent_heals_a_dead_container_and_down_twice_is_harmless(
     scnode_lab_factory: Callable[..., LabHandle],
 ) -> None:
-    lab = scnode_lab_factory(("heal-a", "heal-b"))
-    before = lab.lab.load()
-    assert before is not None
-    # A container dies under the lab (as after an OOM kill or a reboot).
-    victim = before.hosts["heal-a"]
+    lab = scnode_lab_factory(("solo",))
+    first = lab.lab.load()
+    assert first is not None
+    again = lab.lab.up(lab.spec)
+    assert again.hosts == first.hosts  # the same nspawn processes, not new ones
+    assert again.uplink == first.uplink
+
+    # The container dies under the lab (as after an OOM kill or a reboot): `up` remakes it.
+    victim = first.hosts["solo"]
     os.kill(victim.pid, signal.SIGKILL)
     assert victim.wait_gone(10)
-    assert not before.healthy()
+    assert not first.healthy()
+    healed = lab.lab.up(lab.spec)
+    assert healed.healthy()
+    assert healed.hosts["solo"] != victim
+    assert lab.ssh("solo", "systemctl is-system-running").stdout.strip() == "running"
+    assert first.uplink is not None and not first.uplink.alive()  # all of it was remade
 
-    after = lab.lab.up(lab.spec)
-    assert after.healthy()
-    assert after.hosts["heal-a"] != victim
-    assert lab.ssh("heal-a", "systemctl is-system-running").stdout.strip() == "running"
-    assert before.uplink is not None and not before.uplink.alive()  # all of it was remade
+    lab.down()
+    assert lab.lab.down() is False
+    assert healed.uplink is not None and not healed.uplink.alive()
 
 
 def test_a_failed_up_leaves_nothing_behind() -> None:
