@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 from typing import TextIO
 
-LEVELS = {"error": 1, "warn": 2, "info": 3, "debug": 4, "trace": 5}
+LEVELS = {"off": 0, "error": 1, "warn": 2, "info": 3, "debug": 4, "trace": 5}
 
 
 def level_from_rust_log(value: str | None) -> int:

@@ -93,6 +93,7 @@ def test_format_line_matches_real_layout() -> None:
         ("debug", "debug"),
         ("DEBUG", "debug"),
         ("warn", "warn"),
+        ("off", "off"),
         ("translator_sv2=debug", "info"),
         ("info,translator_sv2=debug", "info"),
     ],
