@@ -143,6 +143,7 @@ class Node:
         self.lag_blocks = 0
         self.hold_height: int | None = None
         self.chain_trouble = ""
+        self.chain_tip = -1
         self.fail_next: dict[str, Any] | None = None
         self.xpay_handle_pay = opts.flag("xpay-handle-pay", True)
         self.min_depth = 1 if self.network == "regtest" else 3
@@ -285,6 +286,7 @@ class Node:
 
     async def _catch_up(self) -> None:
         tip = int(await self.chain.call("getblockcount"))
+        self.chain_tip = tip
         target = tip - self.lag_blocks
         if self.hold_height is not None:
             target = min(target, self.hold_height)

@@ -327,8 +327,10 @@ class RpcServer:
                 "invoice": "02000002024100",
             },
         }
-        if n.chain_trouble:
-            out["warning_lightningd_sync"] = "Still loading latest blocks from bitcoind."
+        if n.chain_trouble or n.blockheight < n.chain_tip:
+            out["warning_lightningd_sync"] = (
+                "Lightningd is still loading latest blocks from bitcoind."
+            )
         return out
 
     async def m_listconfigs(self, p: dict[str, Any]) -> dict[str, Any]:

@@ -70,8 +70,10 @@ def test_lag_hold_and_resume(
     wait_for(lambda: node.blockheight() == ln_chain.height() - 3, 10, "lagging height")
     time.sleep(0.3)
     assert node.blockheight() == ln_chain.height() - 3
+    assert "warning_lightningd_sync" in node.rpc.getinfo()
     node.resume()
     node.wait_synced()
+    assert "warning_lightningd_sync" not in node.rpc.getinfo()
 
 
 def test_pruned_block_leaves_lightningd_stuck_with_a_warning(

@@ -30,7 +30,7 @@ def test_socket_framing_like_lightningd(
 ) -> None:
     node = start_lightning_node("framing")
     with socket.socket(socket.AF_UNIX) as s:
-        s.settimeout(10)
+        s.settimeout(30)
         s.connect(str(node.rpc_path))
         # three requests back to back, no separator, on one connection
         s.sendall(

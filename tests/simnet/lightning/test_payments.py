@@ -123,41 +123,40 @@ def test_payment_errors(lightning_pair: Pair) -> None:
     assert err.value.error["code"] == 210
 
 
-@pytest.mark.parametrize("then", ["complete", "fail"])
-def test_210_with_parts_pending_resolves_later(
-    lightning_pair: Pair, sub: Subscribe, then: str
-) -> None:
+def test_210_with_parts_pending_resolves_later(lightning_pair: Pair, sub: Subscribe) -> None:
     node, hub = lightning_pair
-    listener = sub(
-        node.zmq_endpoints["sendpay_success" if then == "complete" else "sendpay_failure"]
-    )
-    inv = hub.make_outside_invoice(3_000_000)
-    node.fail_next_payment(210, pending_seconds=1, then=then)
-    with pytest.raises(RpcError) as err:
-        node.rpc.pay(inv["bolt11"])
-    assert err.value.error["code"] == 210
-    assert err.value.error["attempts"][0]["status"] == "pending"
-    # an error from pay does not prove the payment failed: it is still pending
-    assert (
-        node.rpc.listsendpays(payment_hash=inv["payment_hash"])["payments"][0]["status"]
-        == "pending"
-    )
-    final = wait_for(
-        lambda: [
-            p
-            for p in node.rpc.listsendpays(payment_hash=inv["payment_hash"])["payments"]
-            if p["status"] != "pending"
-        ],
-        10,
-        "resolution",
-    )
-    assert final[0]["status"] == ("complete" if then == "complete" else "failed")
-    topic, _, body = listener.recv_multipart()[0].partition(b"\0")
-    assert topic == (b"sendpay_success" if then == "complete" else b"sendpay_failure")
-    if then == "fail":
-        assert json.loads(body)["sendpay_failure"]["data"]["failcodename"] == "WIRE_MPP_TIMEOUT"
-    outside = {i["payment_hash"]: i for i in hub.control("GET", "/v1/outside/invoices")["invoices"]}
-    assert outside[inv["payment_hash"]]["status"] == ("paid" if then == "complete" else "unpaid")
+    listeners = {
+        "complete": sub(node.zmq_endpoints["sendpay_success"]),
+        "fail": sub(node.zmq_endpoints["sendpay_failure"]),
+    }
+    for then in ("complete", "fail"):
+        inv = hub.make_outside_invoice(3_000_000)
+        node.fail_next_payment(210, pending_seconds=1, then=then)
+        with pytest.raises(RpcError) as err:
+            node.rpc.pay(inv["bolt11"])
+        assert err.value.error["code"] == 210
+        assert err.value.error["attempts"][0]["status"] == "pending"
+        # an error from pay does not prove the payment failed: it is still pending
+        payments = node.rpc.listsendpays(payment_hash=inv["payment_hash"])["payments"]
+        assert payments[0]["status"] == "pending"
+        final = wait_for(
+            lambda h=inv["payment_hash"]: [  # type: ignore[misc]
+                p
+                for p in node.rpc.listsendpays(payment_hash=h)["payments"]
+                if p["status"] != "pending"
+            ],
+            10,
+            "resolution",
+        )
+        assert final[0]["status"] == ("complete" if then == "complete" else "failed")
+        topic, _, body = listeners[then].recv_multipart()[0].partition(b"\0")
+        assert topic == (b"sendpay_success" if then == "complete" else b"sendpay_failure")
+        if then == "fail":
+            data = json.loads(body)["sendpay_failure"]["data"]
+            assert data["failcodename"] == "WIRE_MPP_TIMEOUT"
+        outside = hub.control("GET", "/v1/outside/invoices")["invoices"]
+        status = {i["payment_hash"]: i["status"] for i in outside}[inv["payment_hash"]]
+        assert status == ("paid" if then == "complete" else "unpaid")
 
 
 def test_keysend_to_hub_and_balance_shift(lightning_pair: Pair) -> None:
