@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import os
 import sys
 import time
 from decimal import Decimal
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             rest = args[i:]
             break
-    coin = opts.get("coin", "bitcoin")
+    coin = opts.get("coin") or os.environ.get("SIMNET_COIN") or "bitcoin"
     network = opts.get("chain", "main")
     if opts.get("regtest") == "1":
         network = "regtest"

@@ -15,7 +15,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         options, sim = load_options(args)
         if "version" in options.cli:
-            coin = sim.get("coin", "bitcoin")
+            coin = sim.get("coin") or "bitcoin"
             name = {"bitcoin": "Bitcoin Core", "azcoin": "AZCoin"}.get(coin, coin)
             ver = (
                 "v30.0.0"

@@ -55,16 +55,29 @@ def _height_push(height: int) -> bytes:
 
 
 def make_coinbase(
-    height: int, script: bytes, value: int, others: list[CTransaction], extra: bytes = b""
+    height: int,
+    script: bytes,
+    value: int,
+    others: list[CTransaction],
+    extra: bytes = b"",
+    payouts: list[tuple[bytes, int]] | None = None,
 ) -> CTransaction:
-    """Coinbase with a BIP34 height and a witness commitment over `others`."""
+    """Coinbase with a BIP34 height and a witness commitment over `others`.
+
+    `payouts` (script, sats) come first; `script` gets what is left of `value`.
+    """
+    payouts = payouts or []
+    rest = value - sum(v for _, v in payouts)
+    if rest < 0:
+        raise ValueError("coinbase payouts exceed the block reward")
     witness_root = merkle_root([b"\0" * 32] + [wtxid(tx) for tx in others])
     commitment = bytes(Hash(witness_root + WITNESS_RESERVED))
     script_sig = CScript(_height_push(height) + (extra or b"\x00"))
     tx = CMutableTransaction(
         [CMutableTxIn(COutPoint(), script_sig, 0xFFFFFFFE)],
         [
-            CMutableTxOut(value, CScript(script)),
+            *(CMutableTxOut(v, CScript(s)) for s, v in payouts),
+            *([CMutableTxOut(rest, CScript(script))] if rest or not payouts else []),
             CMutableTxOut(0, CScript(b"\x6a\x24\xaa\x21\xa9\xed" + commitment)),
         ],
         nLockTime=0,

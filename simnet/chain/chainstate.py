@@ -403,9 +403,13 @@ class ChainState:
         return max(self.median_time_past(self.tip) + 1, int(time.time()))
 
     def mine(
-        self, script: bytes, txs: list[CTransaction] | None = None, nonce_tag: bytes = b""
+        self,
+        script: bytes,
+        txs: list[CTransaction] | None = None,
+        nonce_tag: bytes = b"",
+        payouts: list[tuple[bytes, int]] | None = None,
     ) -> BlockEntry:
-        """Mine one block on the tip paying the reward to `script`."""
+        """Mine one block on the tip paying `payouts` and the rest of the reward to `script`."""
         txs = self.block_template() if txs is None else txs
         height = self.height + 1
         fees = 0
@@ -418,9 +422,12 @@ class ChainState:
                     if c is not None
                 ]
             fees += sum(c.value for c in coins) - sum(o.nValue for o in tx.vout)
-        coinbase = blk.make_coinbase(
-            height, script, self.params.block_subsidy(height) + fees, txs, nonce_tag
-        )
+        reward = self.params.block_subsidy(height) + fees
+        if payouts and sum(v for _, v in payouts) > reward:
+            raise RPCError(
+                RPC_VERIFY_ERROR, f"coinbase payouts exceed the block reward ({reward} sats)"
+            )
+        coinbase = blk.make_coinbase(height, script, reward, txs, nonce_tag, payouts)
         block = blk.build_block(
             self.tip.hash, height, self.next_block_time(), self.tip.block.nBits, coinbase, txs
         )

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -255,6 +256,10 @@ def parse_file(text: str, path: Path, options: Options) -> None:
 
 def load_options(argv: list[str]) -> tuple[Options, dict[str, str]]:
     cli, sim = parse_cli(argv)
+    # Launchers named bitcoind/azcoind (simnet.mirror) may set the coin in the environment.
+    for name, env in (("coin", "SIMNET_COIN"), ("emulate", "SIMNET_EMULATE")):
+        if name not in sim and os.environ.get(env):
+            sim[name] = os.environ[env]
     options = Options(cli=cli)
     if "version" in cli or "help" in cli:
         return options, sim

@@ -93,8 +93,17 @@ def status(node: Node, body: dict[str, Any]) -> dict[str, Any]:
 def mine(node: Node, body: dict[str, Any]) -> dict[str, Any]:
     count = int(body.get("blocks", 1))
     script = node.script_for(body.get("address"))
-    hashes = [node.mine_block(script).hex_hash for _ in range(count)]
-    return {"hashes": hashes, "height": node.chain.height}
+    payouts = [
+        (node.script_for(str(item["address"])), int(item["sats"]))
+        for item in body.get("coinbase_outputs") or []
+    ]
+    hashes = [node.mine_block(script, payouts=payouts).hex_hash for _ in range(count)]
+    out: dict[str, Any] = {"hashes": hashes, "height": node.chain.height}
+    if payouts:
+        out["coinbase_txids"] = [
+            hexid(bytes(node.chain.index[unhexid(h)].block.vtx[0].GetTxid())) for h in hashes
+        ]
+    return out
 
 
 def _fund_world(node: Node, sats: int) -> int:

@@ -640,8 +640,13 @@ class Node:
             address, self.params.hrp, self.params.p2pkh_version, self.params.p2sh_version
         )
 
-    def mine_block(self, script: bytes, txs: list[CTransaction] | None = None) -> BlockEntry:
-        entry = self.chain.mine(script, txs, nonce_tag=os.urandom(4))
+    def mine_block(
+        self,
+        script: bytes,
+        txs: list[CTransaction] | None = None,
+        payouts: list[tuple[bytes, int]] | None = None,
+    ) -> BlockEntry:
+        entry = self.chain.mine(script, txs, nonce_tag=os.urandom(4), payouts=payouts)
         self.mark_dirty()
         self.relay_block(entry)
         return entry

@@ -50,3 +50,19 @@ def test_pay_rejects_foreign_double_spend(chain_node: ChainNode) -> None:
     own = chain_node.rpc("sendtoaddress", address, 1)
     with pytest.raises(ChainRPCError):
         chain_node.control("double_spend", txid=own)  # not a payment of the simulated world
+
+
+def test_coinbase_outputs_pay_a_pool_payout_that_matures(chain_node: ChainNode) -> None:
+    chain_node.rpc("createwallet", "w")
+    payout = chain_node.rpc("getnewaddress", "pool")
+    result = chain_node.control(
+        "mine", blocks=2, coinbase_outputs=[{"address": payout, "sats": 123_456_789}]
+    )
+    assert len(result["coinbase_txids"]) == 2
+    assert chain_node.rpc("getbalances")["mine"]["immature"] == Decimal("2.46913578")
+    tx = chain_node.rpc("gettransaction", result["coinbase_txids"][0])
+    assert tx["details"][0]["category"] == "immature"
+    chain_node.mine(99)
+    assert chain_node.rpc("getbalances")["mine"]["trusted"] == Decimal("1.23456789")
+    with pytest.raises(ChainRPCError):
+        chain_node.control("mine", coinbase_outputs=[{"address": payout, "sats": 10**12}])
