@@ -277,6 +277,10 @@ class LightningNodeHandle:
         """Make the next pay/xpay/keysend fail with this error code (210 may stay pending)."""
         self.control("POST", "/v1/payments/fail-next", {"code": code, **kw})
 
+    def fail_next_htlc(self, failcode: int) -> None:
+        """Fail the next HTLC this node receives with a BOLT4 failcode (e.g. 0x1007)."""
+        self.control("POST", "/v1/htlcs/fail-next", {"failcode": failcode})
+
     def lag_blocks(self, blocks: int) -> None:
         """Keep getinfo.blockheight this many blocks behind the chain tip."""
         self.control("POST", "/v1/chain/lag", {"blocks": blocks})

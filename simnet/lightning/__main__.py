@@ -47,6 +47,9 @@ async def run(opts: Options) -> int:
 
 def main() -> None:
     """Entry point."""
+    if "--version" in sys.argv[1:]:
+        print(f"{VERSION} (simnet lightningd SIMULATION)")
+        sys.exit(0)
     opts = parse(sys.argv[1:])
     print(BANNER.format(version=VERSION), flush=True)
     check_options(opts)

@@ -64,6 +64,11 @@ def make_app(node: Node) -> web.Application:
         node.fail_next = data if data.get("code") else None
         return ok({"fail_next": node.fail_next})
 
+    async def fail_next_htlc(request: web.Request) -> web.Response:
+        data = await body(request)
+        node.fail_next_htlc = int(data["failcode"]) if data.get("failcode") else None
+        return ok({"fail_next_htlc": node.fail_next_htlc})
+
     async def shift(request: web.Request) -> web.Response:
         data = await body(request)
         peer = data.get("peer_id") or next(iter(sorted(node.peers)), "")
@@ -121,6 +126,7 @@ def make_app(node: Node) -> web.Application:
     app.router.add_post("/v1/chain/hold", hold)
     app.router.add_post("/v1/chain/resume", resume)
     app.router.add_post("/v1/payments/fail-next", fail_next)
+    app.router.add_post("/v1/htlcs/fail-next", fail_next_htlc)
     app.router.add_post("/v1/channel/shift", shift)
     app.router.add_post("/v1/warning", warning)
     app.router.add_post("/v1/outside/invoice", outside_invoice)

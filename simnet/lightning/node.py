@@ -41,9 +41,12 @@ WIRE_UNKNOWN_NEXT_PEER = 16394
 WIRE_TEMPORARY_CHANNEL_FAILURE = 4103
 WIRE_MPP_TIMEOUT = 23
 FAILCODE_NAMES = {
-    WIRE_INCORRECT_OR_UNKNOWN_PAYMENT_DETAILS: "WIRE_INCORRECT_OR_UNKNOWN_PAYMENT_DETAILS",
-    WIRE_UNKNOWN_NEXT_PEER: "WIRE_UNKNOWN_NEXT_PEER",
-    WIRE_TEMPORARY_CHANNEL_FAILURE: "WIRE_TEMPORARY_CHANNEL_FAILURE",
+    0x400F: "WIRE_INCORRECT_OR_UNKNOWN_PAYMENT_DETAILS",
+    0x2002: "WIRE_TEMPORARY_NODE_FAILURE",
+    0x4002: "WIRE_PERMANENT_NODE_FAILURE",
+    0x1007: "WIRE_TEMPORARY_CHANNEL_FAILURE",
+    0x400A: "WIRE_UNKNOWN_NEXT_PEER",
+    0x100C: "WIRE_FEE_INSUFFICIENT",
     WIRE_MPP_TIMEOUT: "WIRE_MPP_TIMEOUT",
 }
 LOG_LEVELS = {"IO": 0, "DEBUG": 1, "INFO": 2, "UNUSUAL": 3, "BROKEN": 4}
@@ -145,6 +148,7 @@ class Node:
         self.chain_trouble = ""
         self.chain_tip = -1
         self.fail_next: dict[str, Any] | None = None
+        self.fail_next_htlc: int | None = None
         self.xpay_handle_pay = opts.flag("xpay-handle-pay", True)
         self.min_depth = 1 if self.network == "regtest" else 3
         self.stopping = asyncio.Event()
@@ -920,6 +924,9 @@ class Node:
         amount = int(msg["amount_msat"])
         if ch is None or ch["state"] != "CHANNELD_NORMAL":
             return self._fail(WIRE_TEMPORARY_CHANNEL_FAILURE)
+        if self.fail_next_htlc is not None:
+            code, self.fail_next_htlc = self.fail_next_htlc, None
+            return self._fail(code)
         destination = str(msg["destination"])
         if destination == self.node_id:
             return self._receive(ch, msg)

@@ -170,3 +170,17 @@ def test_keysend_to_hub_and_balance_shift(lightning_pair: Pair) -> None:
     hub.shift_channel_balance(-500_000_000)
     node_after, hub_after, _ = _balances(lightning_pair)
     assert (node_after, hub_after) == (node_side - 500_000_000, hub_side + 500_000_000)
+
+
+def test_hub_fails_the_next_htlc_on_demand(lightning_pair: Pair) -> None:
+    node, hub = lightning_pair
+    hub.fail_next_htlc(0x1007)  # WIRE_TEMPORARY_CHANNEL_FAILURE at the hub
+    inv = hub.make_outside_invoice(2_000_000)
+    before = node.rpc.listpeerchannels()["channels"][0]["to_us_msat"]
+    with pytest.raises(RpcError) as err:
+        node.rpc.xpay(inv["bolt11"])
+    assert err.value.error["code"] == 205
+    failed = node.rpc.listsendpays(payment_hash=inv["payment_hash"])["payments"]
+    assert [p["status"] for p in failed] == ["failed"]
+    assert node.rpc.listpeerchannels()["channels"][0]["to_us_msat"] == before
+    assert node.rpc.xpay(inv["bolt11"])["successful_parts"] == 1  # the next attempt goes through
