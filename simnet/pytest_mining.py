@@ -5,6 +5,8 @@
 - `translator`: one started with RUST_LOG=debug, fast jobs (2 s) and vardiff (3 s).
 - `miners_factory(url, {"alice.rig1": "1T"})` starts `python -m simnet.miners` with its control
   API and returns a `MinerProcess`.
+- `mining_stack(workers, **translator_options)`: a translator plus miners, waiting until every
+  worker has an acknowledged share; returns `(translator, miners)`.
 - `cluster_pool_factory(translator, payout_address, chain_control_url, reward_sats=...)` builds an
   in-process `ClusterPool` reading the translator's monitoring API (call `poll()`/`run_period()`).
 Everything is stopped and its temporary files removed at the end of the test.
@@ -261,6 +263,34 @@ def miners_factory() -> Iterator[Callable[[str, dict[str, str]], MinerProcess]]:
     yield make
     for handle in started:
         handle.stop()
+
+
+@pytest.fixture
+def mining_stack(
+    translator_factory: Callable[..., TranslatorProcess],
+    miners_factory: Callable[[str, dict[str, str]], MinerProcess],
+) -> Callable[..., tuple[TranslatorProcess, MinerProcess]]:
+    """`mining_stack({"alice.rig1": "2T"}, rust_log="debug")` → (translator, miners), mining."""
+
+    def make(
+        workers: dict[str, str], **translator_options: Any
+    ) -> tuple[TranslatorProcess, MinerProcess]:
+        translator = translator_factory(**translator_options)
+        miners = miners_factory(translator.url, workers)
+
+        def every_worker_acknowledged() -> bool:
+            clients = {c["channel_id"]: c["sv1_username"] for c in translator.sv1_clients()}
+            acked = {
+                clients.get(c["channel_id"])
+                for c in translator.channels()
+                if c["shares_acknowledged"] > 0
+            }
+            return set(workers) <= acked
+
+        wait_for(every_worker_acknowledged, timeout=60, what="every worker's first share")
+        return translator, miners
+
+    return make
 
 
 @pytest.fixture

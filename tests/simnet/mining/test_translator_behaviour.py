@@ -349,3 +349,14 @@ def test_configure_first_like_the_sri_miner(
     ]
     positions = [text.index(line) for line in order]
     assert positions == sorted(positions)
+
+
+def test_mining_stack_fixture_maps_workers_to_channels(
+    mining_stack: Callable[..., tuple[TranslatorProcess, MinerProcess]],
+) -> None:
+    translator, miners = mining_stack({"ivy.rig1": "2T", "jon.rig2": "2T"}, rust_log="info")
+    by_channel = {c["channel_id"]: c for c in translator.channels()}
+    users = {c["sv1_username"]: by_channel[c["channel_id"]] for c in translator.sv1_clients()}
+    assert set(users) == {"ivy.rig1", "jon.rig2"}
+    assert all(u["user_identity"].startswith("sri_user.miner") for u in users.values())
+    assert set(miners.status()) == {"ivy.rig1", "jon.rig2"}
