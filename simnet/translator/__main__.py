@@ -23,17 +23,22 @@ BANNER = (
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="translator_sv2", description=BANNER)
-    parser.add_argument("-c", "--config", required=False, help="path to the TOML configuration")
+    parser.add_argument(
+        "-c", "--config", default="proxy-config.toml", help="Path to the TOML configuration file"
+    )
+    parser.add_argument("-f", "--log-file", help="log file (overrides `log_file` in the config)")
     parser.add_argument("-V", "--version", action="store_true", help="print the version")
     return parser.parse_args(argv)
 
 
-async def _run(config_path: str) -> int:
+async def _run(config_path: str, log_file: str | None) -> int:
     try:
         config = load_config(config_path)
     except (OSError, ConfigError) as exc:
         print(f"Failed to load config: {exc}", file=sys.stderr)
         return 1
+    if log_file:
+        config.log_file = log_file
     log = TranslatorLog(level_from_rust_log(os.environ.get("RUST_LOG")), config.log_file)
     for key in config.unknown_keys:
         print(f"simnet: ignoring unknown configuration key `{key}`", file=sys.stderr)
@@ -82,11 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.version:
         print(VERSION.format(release=os.environ.get("SIMNET_RELEASE_VERSION", "1.5.0")))
         return 0
-    if not args.config:
-        print("error: the config file is required: -c <config.toml>", file=sys.stderr)
-        return 2
     print(BANNER, file=sys.stderr, flush=True)
-    return asyncio.run(_run(args.config))
+    return asyncio.run(_run(args.config, args.log_file))
 
 
 if __name__ == "__main__":

@@ -4,14 +4,24 @@ message shapes, worker names only at debug."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 import signal
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from simnet.pytest_mining import MinerProcess, TranslatorProcess, wait_for
+from simnet.pytest_mining import (
+    PROJECT_ROOT,
+    MinerProcess,
+    TranslatorProcess,
+    free_port,
+    wait_for,
+)
+from simnet.translator.config import render_config
 from simnet.translator.logfmt import LEVELS, format_line, level_from_rust_log
 from simnet.translator.logparse import RECORD_START, parse_records, shapes
 
@@ -193,3 +203,34 @@ def test_upstream_drop_resets_channels_and_miners_come_back(
     real = shapes(parse_records((REAL / "info" / "translator.log").read_text(encoding="utf-8")))
     real |= shapes(parse_records((REAL / "debug" / "translator.log").read_text(encoding="utf-8")))
     assert shapes(parse_records(text)) - real - FROM_SOURCE == set()
+
+
+def test_log_file_option_overrides_the_config(tmp_path: Path) -> None:
+    config = tmp_path / "proxy-config.toml"
+    config.write_text(
+        render_config(
+            upstream_port=free_port(),
+            downstream_port=free_port(),
+            user_identity="x",
+            log_file=str(tmp_path / "from-config.log"),
+        )
+    )
+    override = tmp_path / "from-flag.log"
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "RUST_LOG": "info"}
+    # -c defaults to proxy-config.toml in the working directory, like the real binary
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "simnet.translator", "-f", str(override)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(
+            lambda: override.exists() and "Translator Proxy: listening" in override.read_text(),
+            what="the log in the -f file",
+        )
+        assert not (tmp_path / "from-config.log").exists()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
