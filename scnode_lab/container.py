@@ -73,6 +73,40 @@ def write_identity(
     keys.chmod(0o600)
     os.chown(ssh_dir, 0, 0)
     os.chown(keys, 0, 0)
+    trust_local_cas(root)
+
+
+LOCAL_CAS = Path("/usr/local/share/ca-certificates")
+
+
+def trust_local_cas(root: Path, source: Path = LOCAL_CAS) -> list[str]:
+    """Make the host trust the CA certificates this machine added locally (a TLS-inspecting
+    egress proxy's, a company CA), so its HTTPS to the registries works as the machine's does.
+
+    The certificates go where `update-ca-certificates` finds them and are appended to the
+    bundle it would build, so a later run of it on the host keeps them. Returns their names.
+    """
+    names: list[str] = []
+    bundle = root / "etc/ssl/certs/ca-certificates.crt"
+    if not source.is_dir() or not bundle.exists():
+        return names
+    target = root / "usr/local/share/ca-certificates"
+    target.mkdir(parents=True, exist_ok=True)
+    pems = []
+    for cert in sorted(source.glob("*.crt")):
+        text = cert.read_text()
+        if "BEGIN CERTIFICATE" not in text:
+            continue
+        (target / cert.name).write_text(text)
+        link = root / "etc/ssl/certs" / (cert.stem + ".pem")
+        link.unlink(missing_ok=True)
+        link.symlink_to(f"/usr/local/share/ca-certificates/{cert.name}")
+        pems.append(text if text.endswith("\n") else text + "\n")
+        names.append(cert.name)
+    if pems:
+        with open(bundle, "a") as out:
+            out.write("".join(pems))
+    return names
 
 
 def nspawn_argv(root: Path, machine: str, hostname: str, netns: str) -> list[str]:

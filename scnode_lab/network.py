@@ -9,13 +9,31 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 from scnode_lab.process import LabError, TrackedProcess, netns_exec, run, spawn_detached
+from scnode_lab.settings import SLIRP_DNS
 
 BRIDGE = "br0"
 UPLINK = "tap0"
 NETNS_DIR = Path("/run/netns")
 
-# Masquerade what leaves through the user-mode NAT, so hosts reach the package mirrors.
+# What may leave the lab through the user-mode NAT: DNS to slirp4netns' forwarder, and HTTP(S)
+# (the Debian mirrors, PyPI, npm) to addresses outside the private, shared, link-local,
+# loopback and multicast ranges. Everything else (a LAN, other ports: a role's NTP pool, a
+# WireGuard endpoint, a real cluster) is refused inside the lab namespace, so no test sends such
+# traffic off this machine. (Documentation ranges stay open: a sandbox may serve the package
+# registries from one.) Masqueraded on the way out.
+EGRESS_PORTS = (80, 443)
+_NON_PUBLIC = (
+    "0.0.0.0/8, 10.0.0.0/8, 100.64.0.0/10, 127.0.0.0/8, 169.254.0.0/16, 172.16.0.0/12, "
+    "192.0.0.0/24, 192.168.0.0/16, 224.0.0.0/3"
+)
 _NAT_RULES = f"""table ip scnode_lab {{
+  chain forward {{
+    type filter hook forward priority filter; policy accept;
+    oifname "{UPLINK}" ip daddr {SLIRP_DNS} meta l4proto {{ tcp, udp }} th dport 53 accept
+    oifname "{UPLINK}" ip daddr {{ {_NON_PUBLIC} }} reject with icmp type admin-prohibited
+    oifname "{UPLINK}" tcp dport {{ {", ".join(str(p) for p in EGRESS_PORTS)} }} accept
+    oifname "{UPLINK}" reject with icmp type admin-prohibited
+  }}
   chain postrouting {{
     type nat hook postrouting priority srcnat; policy accept;
     oifname "{UPLINK}" masquerade

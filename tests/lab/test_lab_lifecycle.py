@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -109,8 +110,22 @@ def test_hosts_boot_systemd_and_reach_the_package_mirror_through_the_nat(
     assert state.stdout.strip() in ("running", "degraded")
     failed = scnode_lab.ssh("node-a", "systemctl --failed --no-legend --plain").stdout
     assert failed.strip() == ""
-    # Downloads leave through slirp4netns' user-mode NAT (DNS included): apt works.
+    # Downloads leave through slirp4netns' user-mode NAT (DNS included): apt works, and HTTPS
+    # to PyPI, with the machine's local CAs trusted by the host.
     scnode_lab.ssh("node-b", "apt-get -q update", timeout=180)
+    scnode_lab.ssh("node-b", "curl -fsS -o /dev/null https://pypi.org/simple/pip/", timeout=60)
+
+
+def test_lab_egress_is_refused_inside_the_lab_namespace(scnode_lab: LabHandle) -> None:
+    # A private address and a port other than HTTP(S): the lab namespace's nftables rejects
+    # both at once, so nothing of this leaves the machine.
+    for probe in ("nc -z -w5 192.168.255.1 80", "nc -z -w5 pypi.org 22"):
+        started = time.monotonic()
+        refused = scnode_lab.ssh("node-a", probe, check=False)
+        assert refused.returncode != 0, probe
+        assert time.monotonic() - started < 4, f"{probe} timed out instead of being refused"
+    # The lab itself stays open: host to host on any port.
+    scnode_lab.ssh("node-a", f"nc -z -w2 {scnode_lab.hosts['node-b'].ip} 22")
 
 
 def test_each_host_has_its_own_cgroup(scnode_lab: LabHandle) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from scnode_lab import image, inventory, network
+from scnode_lab import container, image, inventory, network
 from scnode_lab.lab import lab_spec
 from scnode_lab.process import LabError
 from scnode_lab.settings import LabPaths
@@ -145,3 +145,21 @@ def test_prune_removes_only_images_nobody_keeps(tmp_path: Path) -> None:
         "trixie-new.tar.zst",
         "trixie-used.tar.zst",
     ]
+
+
+def test_local_cas_are_trusted_in_the_host_root(tmp_path: Path) -> None:
+    source = tmp_path / "local-cas"
+    source.mkdir()
+    pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----"
+    (source / "egress.crt").write_text(pem)
+    (source / "notes.crt").write_text("not a certificate")
+    root = tmp_path / "root"
+    (root / "etc/ssl/certs").mkdir(parents=True)
+    (root / "etc/ssl/certs/ca-certificates.crt").write_text("BUNDLE\n")
+
+    assert container.trust_local_cas(root, source) == ["egress.crt"]
+    assert (root / "etc/ssl/certs/ca-certificates.crt").read_text() == f"BUNDLE\n{pem}\n"
+    assert (root / "usr/local/share/ca-certificates/egress.crt").read_text() == pem
+    assert (root / "etc/ssl/certs/egress.pem").readlink() == Path(
+        "/usr/local/share/ca-certificates/egress.crt"
+    )
