@@ -81,7 +81,6 @@ PARAMS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("amount_msat", "maxfee", "layers", "retry_for", "partial_msat", "maxdelay"),
     ),
     "decode": (("string",), ()),
-    "decodepay": (("bolt11",), ("description",)),
     "keysend": (
         ("destination", "amount_msat"),
         (
@@ -895,12 +894,6 @@ class RpcServer:
             raise RpcError(
                 -32602, "string: Bad bech32 string: invalid token (see logs for details)"
             ) from exc
-
-    async def m_decodepay(self, p: dict[str, Any]) -> dict[str, Any]:
-        inv = self._decode_bolt11(str(p["bolt11"]), "Invalid bolt11", False).to_json()
-        for k in ("type", "valid"):
-            inv.pop(k, None)
-        return inv
 
     # ------------------------------------------------------------------ paying
     def _injected(self, amount: int) -> None:

@@ -29,6 +29,8 @@ FIXTURES = Path(__file__).resolve().parents[4] / "shared" / "fixtures" / "cln-v2
 if not FIXTURES.exists():
     FIXTURES = Path("/work/shared/fixtures/cln-v26-real")
 
+SHAPES: dict[str, Any] = json.loads((FIXTURES.parent / "cln" / "_shapes.json").read_text())
+
 # Keys the real daemon sends that the stand-in leaves out, by method (reason in the README).
 MISSING_OK: dict[str, set[str]] = {
     "invoice": {"warning_deadends"},  # no dead-end-peer analysis (no gossip)
@@ -72,6 +74,38 @@ def compare(method: str, real: Any, ours: Any, path: str, problems: list[str]) -
                 problems.append(f"{path}: empty list, real has {len(real)} items")
             return
         compare(method, real[0], ours[0], f"{path}[0]", problems)
+
+
+SCHEMA_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "object": (dict,),
+    "array": (list,),
+}
+
+
+def check_schema(schema: dict[str, Any], value: Any, path: str, problems: list[str]) -> None:
+    """Required fields and JSON types of lightningd's doc/schemas (fixtures/cln/_shapes.json)."""
+    types = schema.get("type")
+    if types is not None:
+        names = [types] if isinstance(types, str) else list(types)
+        allowed: tuple[type, ...] = tuple(c for t in names for c in SCHEMA_TYPES.get(t, ()))
+        is_bool = isinstance(value, bool)
+        if allowed and (not isinstance(value, allowed) or (is_bool and bool not in allowed)):
+            problems.append(f"{path}: {type(value).__name__} is not {types}")
+            return
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        for key in schema.get("required", []):
+            if key not in value and not properties.get(key, {}).get("deprecated"):
+                problems.append(f"{path}: schema-required {key!r} missing")
+        for key, sub in properties.items():
+            if key in value and isinstance(sub, dict):
+                check_schema(sub, value[key], f"{path}.{key}", problems)
+    elif isinstance(value, list) and value and isinstance(schema.get("items"), dict):
+        check_schema(schema["items"], value[0], f"{path}[0]", problems)
 
 
 def raw_call(path: Path, raw: bytes) -> bytes:
@@ -193,6 +227,13 @@ def three_nodes(
     }
 
 
+def test_schema_check_catches_missing_and_mistyped_fields() -> None:
+    problems: list[str] = []
+    check_schema(SHAPES["getinfo"]["response"], {"id": 1}, "getinfo", problems)
+    assert "getinfo: schema-required 'alias' missing" in problems
+    assert "getinfo.id: int is not string" in problems
+
+
 def test_replay_cln_v26_transcripts(
     three_nodes: dict[str, LightningNodeHandle], ln_chain: ChainHandle
 ) -> None:
@@ -237,6 +278,10 @@ def test_replay_cln_v26_transcripts(
                 continue
             replay.learn(t, ours)
             replay.after(t, ours)
+            if t["method"] in SHAPES:
+                check_schema(
+                    SHAPES[t["method"]]["response"], ours["result"], f"{t['file']} schema", problems
+                )
             compare(t["method"], real["result"], ours["result"], t["file"], problems)
         # B's shutdown is published as a warning, as on the real node
         b.stop()
