@@ -149,6 +149,7 @@ class Node:
         self.chain_tip = -1
         self.fail_next: dict[str, Any] | None = None
         self.fail_next_htlc: int | None = None
+        self.pending_out: dict[str, int] = {}  # msat of our HTLCs in flight, per channel
         self.xpay_handle_pay = opts.flag("xpay-handle-pay", True)
         self.min_depth = 1 if self.network == "regtest" else 3
         self.stopping = asyncio.Event()
@@ -867,7 +868,8 @@ class Node:
             return 0
         reserve = int(ch["total_msat"]) // 100
         fee = COMMIT_FEE_MSAT if ch["opener"] == "local" else 0
-        return max(0, min(int(ch["to_us_msat"]) - reserve - fee, HTLC_MAX_MSAT))
+        in_flight = self.pending_out.get(ch["channel_id"], 0)
+        return max(0, min(int(ch["to_us_msat"]) - in_flight - reserve - fee, HTLC_MAX_MSAT))
 
     def receivable(self, ch: dict[str, Any]) -> int:
         """What we can receive over a channel now."""
@@ -1007,9 +1009,16 @@ class Node:
         fwd = self._record_forward(
             ch_in, ch_out.get("short_channel_id", ""), amount, out_amount, str(msg["payment_hash"])
         )
-        reply = await out_link.request(
-            {**msg, "t": "add_htlc", "channel_id": ch_out["channel_id"], "amount_msat": out_amount}
-        )
+        cid = ch_out["channel_id"]
+        self.pending_out[cid] = self.pending_out.get(cid, 0) + out_amount
+        try:
+            reply = await out_link.request(
+                {**msg, "t": "add_htlc", "channel_id": cid, "amount_msat": out_amount}
+            )
+        except (TimeoutError, PeerError):
+            reply = self._fail(WIRE_TEMPORARY_CHANNEL_FAILURE)
+        finally:
+            self.pending_out[cid] -= out_amount
         if "fulfill" in reply:
             with self.store.txn():
                 self._move(ch_in, amount, "in")
@@ -1365,6 +1374,8 @@ class Node:
         link = self.peers.get(ch["peer_id"])
         if link is None:
             return self._fail(WIRE_TEMPORARY_CHANNEL_FAILURE)
+        cid = ch["channel_id"]
+        self.pending_out[cid] = self.pending_out.get(cid, 0) + sent
         try:
             reply = await link.request(
                 {
@@ -1380,6 +1391,8 @@ class Node:
             )
         except (TimeoutError, PeerError):
             return self._fail(WIRE_TEMPORARY_CHANNEL_FAILURE)
+        finally:
+            self.pending_out[cid] -= sent
         if "fulfill" in reply:
             self._move(ch, -sent, "out")
         else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -184,3 +185,26 @@ def test_hub_fails_the_next_htlc_on_demand(lightning_pair: Pair) -> None:
     assert [p["status"] for p in failed] == ["failed"]
     assert node.rpc.listpeerchannels()["channels"][0]["to_us_msat"] == before
     assert node.rpc.xpay(inv["bolt11"])["successful_parts"] == 1  # the next attempt goes through
+
+
+def test_concurrent_payments_never_overspend_the_channel(lightning_pair: Pair) -> None:
+    node, hub = lightning_pair
+    invoices = [hub.make_outside_invoice(900_000_000)["bolt11"] for _ in range(6)]
+    outcomes: list[str] = []
+
+    def pay(bolt11: str) -> None:
+        try:
+            node.rpc.xpay(bolt11)
+            outcomes.append("complete")
+        except RpcError as exc:
+            outcomes.append(str(exc.error["code"]))
+
+    threads = [threading.Thread(target=pay, args=(b,)) for b in invoices]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    # 5 x (900,000,000 + 9,001 fee) fit in the spendable 4,945,709,000 msat; the sixth cannot
+    assert sorted(outcomes) == ["205"] + ["complete"] * 5
+    node_side, hub_side, total = _balances(lightning_pair)
+    assert node_side == total - 5 * 900_009_001 and node_side + hub_side == total
