@@ -41,6 +41,7 @@ def test_imported_wif_key_can_be_spent(chain_node: ChainNode) -> None:
     secret = os.urandom(32)
     wif = wif_encode(secret, mainnet=False)
     address = segwit_address("bcrt", p2wpkh_script(pubkey_of(secret)))
+    assert address is not None
     chain_node.rpc("createwallet", "w")
     info = chain_node.rpc("getdescriptorinfo", f"wpkh({wif})")
     assert info["hasprivatekeys"] is True and info["isrange"] is False
