@@ -69,8 +69,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=4)
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="simnet-bench-"))
+    node = ChainNode(tmp, "bitcoin", "regtest", None, {}, [])
     try:
-        node = ChainNode(tmp, "bitcoin", "regtest", None, {}, [])
         started = time.perf_counter()
         node.start()
         startup = time.perf_counter() - started
@@ -107,6 +107,7 @@ def main() -> None:
         _ = restart
         node.stop()
     finally:
+        node.kill()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
