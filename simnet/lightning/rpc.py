@@ -760,7 +760,7 @@ class RpcServer:
         return {"stubs": []}
 
     async def m_listforwards(self, p: dict[str, Any]) -> dict[str, Any]:
-        out = []
+        out: list[dict[str, Any]] = []
         for f in self.node.forwards:
             if any(k in p and p[k] != f[k] for k in ("status", "in_channel", "out_channel")):
                 continue
@@ -784,7 +784,7 @@ class RpcServer:
                 if k in f
             }
             out.append(entry)
-        return {"forwards": out}
+        return {"forwards": paginate(out, p)}
 
     # ------------------------------------------------------------------ invoices
     async def m_invoice(self, p: dict[str, Any]) -> dict[str, Any]:
@@ -823,7 +823,7 @@ class RpcServer:
             if "invstring" in p and inv.get("bolt11") != p["invstring"]:
                 continue
             out.append(n.invoice_json(inv))
-        return {"invoices": out}
+        return {"invoices": paginate(out, p)}
 
     async def m_delinvoice(self, p: dict[str, Any]) -> dict[str, Any]:
         n = self.node
@@ -1137,7 +1137,8 @@ class RpcServer:
         return out
 
     async def m_listsendpays(self, p: dict[str, Any]) -> dict[str, Any]:
-        return {"payments": [self.node._sendpay_json(sp) for sp in self._filtered_sendpays(p)]}
+        payments = [self.node._sendpay_json(sp) for sp in self._filtered_sendpays(p)]
+        return {"payments": paginate(payments, p)}
 
     async def m_listpays(self, p: dict[str, Any]) -> dict[str, Any]:
         groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
@@ -1184,7 +1185,7 @@ class RpcServer:
             if "updated_index" in first:
                 entry["updated_index"] = first["updated_index"]
             pays.append(entry)
-        return {"pays": pays}
+        return {"pays": paginate(pays, p)}
 
 
 _DEFAULT_MESSAGES = {
@@ -1194,6 +1195,24 @@ _DEFAULT_MESSAGES = {
     207: "Invoice expired",
     210: "Ran out of routes to try after 1 attempt: see `paystatus`",
 }
+
+
+def paginate(items: list[dict[str, Any]], p: dict[str, Any]) -> list[dict[str, Any]]:
+    """lightningd's `index` ("created"/"updated"), `start` and `limit` list parameters."""
+    if "index" not in p:
+        if "start" in p or "limit" in p:
+            raise RpcError(-32602, "Can only specify {start} or {limit} with {index}")
+        return items
+    if p["index"] not in ("created", "updated"):
+        raise RpcError(-32602, "index: should be 'created' or 'updated'")
+    key = f"{p['index']}_index"
+    start = int(p.get("start", 0))
+    chosen = sorted(
+        (i for i in items if int(i.get(key, 0)) >= start and key in i), key=lambda i: int(i[key])
+    )
+    if "limit" in p:
+        chosen = chosen[: int(p["limit"])]
+    return chosen
 
 
 def _complete_garbage(buf: str) -> bool:

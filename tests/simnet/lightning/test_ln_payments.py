@@ -61,6 +61,12 @@ def test_outside_pays_node_invoice_zmq_wire_format(lightning_pair: Pair, sub: Su
     assert frame[0] == expected
     assert paid["status"] == "paid" and paid["amount_received_msat"] == 25_000_000
     assert node.rpc.waitanyinvoice(0)["label"] == "member-7"
+    # reconciliation by index, as a restarted consumer would do it
+    node.rpc.invoice(1000, "unpaid-1", "not paid")
+    changed = node.rpc.call("listinvoices", {"index": "updated", "start": 1})["invoices"]
+    assert [i["label"] for i in changed] == ["member-7"]
+    created = node.rpc.call("listinvoices", {"index": "created", "start": 2, "limit": 5})
+    assert [i["label"] for i in created["invoices"]] == ["unpaid-1"]
     node_side, hub_side, total = _balances(lightning_pair)
     assert node_side + hub_side == total
     assert hub.rpc.listforwards()["forwards"][0]["out_msat"] == 25_000_000
