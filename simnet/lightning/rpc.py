@@ -764,7 +764,7 @@ class RpcServer:
         for f in self.node.forwards:
             if any(k in p and p[k] != f[k] for k in ("status", "in_channel", "out_channel")):
                 continue
-            entry = {
+            entry: dict[str, Any] = {
                 k: f[k]
                 for k in (
                     "created_index",
