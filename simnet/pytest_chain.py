@@ -214,6 +214,11 @@ class ChainNode:
     def rpc_url(self) -> str:
         return f"http://127.0.0.1:{self.rpc_port}/"
 
+    @property
+    def service_url(self) -> str:
+        """URL with credentials, e.g. for `bitcoin.rpc.Proxy(service_url=...)`."""
+        return f"http://{self.user}:{self.password}@127.0.0.1:{self.rpc_port}"
+
     def _close(self) -> None:
         if self._conn is not None:
             self._conn.close()
@@ -329,19 +334,25 @@ class ChainNode:
 
 @pytest.fixture
 def start_chain_node() -> Iterator[Callable[..., ChainNode]]:
-    """Factory: start_chain_node(coin="bitcoin", version=None, network="regtest", args=[], "
-    "**conf)."""
+    """Factory: start_chain_node(chain="bitcoin"|"azcoin"|<micro>, version=None|"v30"|"v23",
+    network="regtest", args=[], **conf) -> a started ChainNode, stopped after the test."""
     nodes: list[ChainNode] = []
     dirs: list[str] = []
 
     def start(
-        coin: str = "bitcoin",
+        chain: str = "bitcoin",
         version: str | None = None,
         network: str = "regtest",
         args: list[str] | None = None,
         datadir: Path | None = None,
+        coin: str | None = None,
         **conf: Any,
     ) -> ChainNode:
+        # `chain` names the coin (bitcoin, azcoin, a microcurrency); `coin=` is an alias, and a
+        # Core network name given as `chain` selects the network of a Bitcoin node.
+        if chain in ("main", "test", "regtest"):
+            network, chain = chain, "bitcoin"
+        coin = coin or chain
         if datadir is None:
             tmp = tempfile.mkdtemp(prefix=f"simnet-{coin}-")
             dirs.append(tmp)

@@ -81,7 +81,7 @@ def test_prune_550_reports_target(start_chain_node: Callable[..., ChainNode]) ->
 
 
 def test_microcurrency_has_its_own_hrp(start_chain_node: Callable[..., ChainNode]) -> None:
-    node = start_chain_node(coin="lakemoney", network="main", args=["--hrp=lm"])
+    node = start_chain_node(chain="lakemoney", network="main", args=["--hrp=lm"])
     node.rpc("createwallet", "w")
     assert node.rpc("getnewaddress").startswith("lm1q")
     assert node.rpc("getblockchaininfo")["chain"] == "main"

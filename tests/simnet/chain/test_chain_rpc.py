@@ -97,7 +97,7 @@ def test_batch_named_params_and_param_errors(chain_node: ChainNode) -> None:
 
 
 def test_azcoin_v23_speaks_only_jsonrpc_1(start_chain_node: Callable[..., ChainNode]) -> None:
-    node = start_chain_node(coin="azcoin")
+    node = start_chain_node(chain="azcoin")
     status, _, body = _call(node, {"jsonrpc": "2.0", "method": "nosuchmethod", "id": 1})
     assert status == 404 and json.loads(body)["result"] is None
     info = node.rpc("getblockchaininfo")
