@@ -190,6 +190,7 @@ def translator_factory(tmp_path: Path) -> Iterator[Callable[..., TranslatorProce
         enable_vardiff: bool = True,
         job_interval: float = 2.0,
         vardiff_interval: float = 3.0,
+        aggregate_channels: bool = False,
         start: bool = True,
     ) -> TranslatorProcess:
         workdir = tmp_path / f"translator{len(started)}"
@@ -207,6 +208,7 @@ def translator_factory(tmp_path: Path) -> Iterator[Callable[..., TranslatorProce
                 enable_vardiff=enable_vardiff,
                 log_file=str(log_path),
                 monitoring_address=f"127.0.0.1:{monitoring_port}",
+                aggregate_channels=aggregate_channels,
             )
         )
         env = _env(

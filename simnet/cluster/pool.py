@@ -122,7 +122,11 @@ class ClusterPool:
         tmp.replace(self.state_path)
 
     def _mine(self, user_identity: str) -> bool:
+        """`<identity>`, `<identity>.minerN`, or with aggregate_channels the proxy's own channel
+        `<identity up to its first dot>.translator-proxy`."""
         ident = self.config.identity
+        if user_identity == ident.split(".", 1)[0] + ".translator-proxy":
+            return True
         return user_identity == ident or (
             user_identity.startswith(ident + ".miner") and user_identity[len(ident) + 6 :].isdigit()
         )

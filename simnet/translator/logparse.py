@@ -55,7 +55,10 @@ def shape(record: Record) -> str:
     text = re.sub(r"\bH\b|\bN\b(?=[a-f])", "H", text)
     text = re.sub(r"N\.N\.N\.N:N", "ADDR", text)
     text = re.sub(r"\bminerN\b", "minerN", text)
-    text = re.sub(r"user_identity: [\w.-]+\.minerN", "user_identity: ID.minerN", text)
+    text = re.sub(r"user_identity: [\w./-]+\.minerN", "user_identity: ID.minerN", text)
+    text = re.sub(
+        r"user_identity: [\w/-]+\.translator-proxy", "user_identity: ID.translator-proxy", text
+    )
     return f"{record.level} {record.target}: {text}"
 
 

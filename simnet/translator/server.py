@@ -49,6 +49,7 @@ VERSION = 0x20000000
 NBITS = 0x1D00FFFF
 POOL_TAG = b"/SC Cluster simnet//"
 UPSTREAM_EXTRANONCE_SIZE = 24
+AGGREGATED_SEARCH_SPACE_BYTES = 4  # v1.5.0 AGGREGATED_MODE_TRANSLATOR_SEARCH_SPACE_BYTES
 MAX_JOBS_KEPT = 8
 
 
@@ -85,7 +86,7 @@ class Channel:
     acknowledged_work_sum: int = 0
     validated_work_sum: float = 0.0
     best_diff: float = 0.0
-    seen: set[tuple[int, bytes, int, int]] = field(default_factory=set)
+    seen: set[tuple[int, bytes, int, int]] = field(default_factory=set)  # forwarded shares
 
 
 @dataclass
@@ -96,6 +97,7 @@ class Downstream:
     target: int
     hashrate: float
     channel: Channel | None = None
+    local_channel_id: int = 0  # the channel id SV1-side logs use (= upstream id unless aggregated)
     extranonce1: bytes = b""
     worker_name: str = ""
     user_name: str = ""
@@ -134,6 +136,8 @@ class Translator:
         self._next_downstream = 0
         self._miner_counter = 0
         self._next_channel = 0
+        self._next_local_channel = 0
+        self.aggregated: Channel | None = None
         self._request_id = 0
         self.height = 900_000
         self.prev_block = 0
@@ -212,6 +216,8 @@ class Translator:
         log.info(T_CM, "ChannelManager: upstream reconnected, resetting channel state.")
         self.channels.clear()
         self._next_channel = 0
+        self._next_local_channel = 0
+        self.aggregated = None
         log.info(T_SRV, "🔌 All downstreams removed from sv1 server as upstream reconnected")
         for ds in list(self.downstreams.values()):
             ds.reset_by_upstream = True
@@ -301,19 +307,18 @@ class Translator:
             self._new_block()
             active = [ds for ds in self.downstreams.values() if ds.channel is not None]
             jobs: dict[int, Job] = {}
+            upstream = {ds.channel.channel_id: ds.channel for ds in active if ds.channel}
+            for cid, channel in reversed(upstream.items()):
+                jobs[cid] = self._job_for(channel)
+                self._log_job_received(channel, jobs[cid])
+            for cid, channel in reversed(upstream.items()):
+                self._log_prevhash_received(channel, jobs[cid])
             for ds in reversed(active):
                 assert ds.channel is not None
-                jobs[ds.downstream_id] = self._job_for(ds.channel)
-                self._log_job_received(ds.channel, jobs[ds.downstream_id])
-            for ds in reversed(active):
-                assert ds.channel is not None
-                self._log_prevhash_received(ds.channel, jobs[ds.downstream_id])
-            for ds in reversed(active):
-                await self._send_job(ds, jobs[ds.downstream_id], clean=True)
+                await self._send_job(ds, jobs[ds.channel.channel_id], clean=True)
 
     async def _send_job(self, ds: Downstream, job: Job, clean: bool) -> None:
-        assert ds.channel is not None
-        cid = ds.channel.channel_id
+        cid = ds.local_channel_id
         self.log.debug(T_SRV, f"Received SetNewPrevHash for channel id: {cid}")
         self.log.debug(T_SRV, f"Received NewExtendedMiningJob for channel id: {cid}")
         if clean:
@@ -429,7 +434,7 @@ class Translator:
         self.downstreams.pop(i, None)
         log.info(T_SRV, f"🔌 Downstream: {i} disconnected and removed from sv1 server downstreams")
         if ds.channel is not None and not self.config.aggregate_channels:
-            cid = ds.channel.channel_id
+            cid = ds.local_channel_id
             log.info(T_SRV, f"Sending CloseChannel message: {cid} for downstream: {i}")
             self.channels.pop(cid, None)
 
@@ -455,8 +460,11 @@ class Translator:
             "after receiving first message",
         )
         self._miner_counter += 1
-        self._request_id += 1
         identity = f"{self.config.user_identity}.miner{self._miner_counter}"
+        if self.config.aggregate_channels:
+            await self._open_aggregated(ds, identity)
+            return
+        self._request_id += 1
         id_bytes = identity.encode()
         open_msg = (
             f"OpenExtendedMiningChannel {{ request_id: {self._request_id}, user_identity: "
@@ -506,7 +514,12 @@ class Translator:
         )
         self.channels[cid] = channel
         ds.channel = channel
+        ds.local_channel_id = cid
         ds.extranonce1 = prefix + bytes(19) + b"\x01"
+        await self._channel_ready(ds, job)
+
+    async def _channel_ready(self, ds: Downstream, job: Job) -> None:
+        log = self.log
         log.info(
             T_SRV,
             f"Processing {len(ds.queued)} queued Sv1 messages for downstream {ds.downstream_id}",
@@ -519,6 +532,72 @@ class Translator:
             T_DS, "Down: Caching mining.set_difficulty to send before next mining.notify"
         )
         await self._send_job(ds, job, clean=True)
+
+    async def _open_aggregated(self, ds: Downstream, identity: str) -> None:
+        """aggregate_channels = true: one upstream channel `<prefix>.translator-proxy` for all
+        miners; each miner gets a local channel id and its own slice of the extranonce."""
+        log = self.log
+        if self.aggregated is None:
+            self._request_id += 1
+            proxy_identity = identity.split(".", 1)[0] + ".translator-proxy"
+            id_bytes = proxy_identity.encode()
+            min_size = self.config.downstream_extranonce2_size + AGGREGATED_SEARCH_SPACE_BYTES
+            open_msg = (
+                f"OpenExtendedMiningChannel {{ request_id: {self._request_id}, user_identity: "
+                f"Owned([{work.bytes_list(id_bytes)}]), nominal_hash_rate: "
+                f"{work.rust_f32_debug(ds.hashrate)}, "
+                f"max_target: Owned([{work.le_bytes_list(ds.target)}]),"
+                f" min_extranonce_size: {min_size} }}"
+            )
+            log.info(T_CM, f"Sending OpenExtendedMiningChannel message to upstream: {open_msg}")
+            log.debug(
+                T_UP,
+                "Upstream: sending message from channel manager: Sv2(Sv2Frame { header: Header "
+                f"{{ extension_type: 0, msg_type: 19, msg_length: U24({43 + len(id_bytes)}) }}, "
+                f"payload: Some(Mining(OpenExtendedMiningChannel({open_msg}))), "
+                "serialized: None })",
+            )
+            log.debug(T_UP, "Sending message to upstream.")
+            self._next_channel += 1
+            cid = self._next_channel
+            prefix = b"\x00\x01" + cid.to_bytes(6, "big")
+            self.aggregated = Channel(
+                channel_id=cid,
+                user_identity=proxy_identity,
+                nominal_hashrate=ds.hashrate,
+                target=work.harder_target(ds.target, self.upstream_difficulty_factor),
+                extranonce_prefix=prefix,
+                downstream_id=0,
+            )
+            self.channels[cid] = self.aggregated
+            log.debug(T_UP, "Upstream: received frame.")
+            log.info(
+                T_CM_MH,
+                f"Received: OpenExtendedMiningChannelSuccess(request_id: {self._request_id}, "
+                f"channel_id: {cid}, target: {work.u256_display(self.aggregated.target)}, "
+                f"extranonce_size: {UPSTREAM_EXTRANONCE_SIZE}, extranonce_prefix: "
+                f"B032({prefix.hex()})), user_identity: {proxy_identity}, "
+                f"nominal_hashrate: {work.rust_f32(ds.hashrate)}",
+            )
+            log.debug(T_CM_MH, "\n\nrange_0: 0..8, range1: 8..28, range2: 28..32\n\n")
+            job = self._job_for(self.aggregated)
+            self._log_job_received(self.aggregated, job)
+            self._log_prevhash_received(self.aggregated, job)
+        else:
+            self.aggregated.nominal_hashrate += ds.hashrate
+        channel = self.aggregated
+        self._next_local_channel += 1
+        local = self._next_local_channel
+        log.debug(T_SRV, f"Received OpenExtendedMiningChannelSuccess for channel id: {local}")
+        log.debug(
+            T_DS_DATA,
+            f"Downstream {ds.downstream_id}: Set upstream target to "
+            f"{work.target_struct(channel.target)}",
+        )
+        ds.channel = channel
+        ds.local_channel_id = local
+        ds.extranonce1 = channel.extranonce_prefix + bytes(16) + local.to_bytes(4, "big")
+        await self._channel_ready(ds, self._job_for(channel))
 
     async def _handle_sv1(self, ds: Downstream, message: dict[str, Any]) -> None:
         method = message.get("method")
@@ -635,7 +714,8 @@ class Translator:
         assert channel is not None
         cid = channel.channel_id
         log = self.log
-        log.info(T_DS_MH, f"Received mining.submit from SV1 downstream for channel id: {cid}")
+        local = ds.local_channel_id
+        log.info(T_DS_MH, f"Received mining.submit from SV1 downstream for channel id: {local}")
         rebuilt = self._share_hash(ds, params)
         if rebuilt is not None:
             log.debug(
@@ -644,7 +724,7 @@ class Translator:
                 f"downstream target:\t{work.hash_hex(ds.target)}\n",
             )
         if rebuilt is None or rebuilt[4] > ds.target:
-            log.error(T_DS_MH, f"Invalid share for channel id: {cid}")
+            log.error(T_DS_MH, f"Invalid share for channel id: {local}")
             log.debug(
                 T_DS,
                 _sending(msg_id, "Bool(false)"),
@@ -687,7 +767,7 @@ class Translator:
         )
         log.debug(T_UP, "Sending message to upstream.")
         log.debug(T_UP, "Upstream: received frame.")
-        key = (job.job_id, extranonce2, ntime, nonce)
+        key = (job.job_id, ds.extranonce1 + extranonce2, ntime, nonce)
         if key in channel.seen:
             channel.shares_rejected += 1
             channel.rejected_by_reason["duplicate-share"] = (
@@ -754,6 +834,9 @@ class Translator:
             log.debug(T_DS_DATA, f"Downstream {ds.downstream_id}: Set pending target")
             log.debug(T_DS_DATA, f"Downstream {ds.downstream_id}: Set pending hashrate")
             updates.append(ds)
+        if updates and self.aggregated is not None:
+            await self._aggregated_update(updates)
+            return
         for ds in updates:
             assert ds.channel is not None and ds.pending_target is not None
             assert ds.pending_hashrate is not None
@@ -783,6 +866,65 @@ class Translator:
             log.debug(T_UP, "Sending message to upstream.")
         for ds in updates:
             await self._apply_set_target(ds)
+
+    async def _aggregated_update(self, updates: list[Downstream]) -> None:
+        """Aggregated vardiff: one UpdateChannel with the total hashrate and the hardest
+        target; the pool's SetTarget applies to every miner."""
+        log = self.log
+        channel = self.aggregated
+        assert channel is not None
+        cid = channel.channel_id
+        miners = [ds for ds in self.downstreams.values() if ds.channel is channel]
+        total = sum(ds.pending_hashrate or ds.hashrate for ds in miners)
+        min_target = min(ds.pending_target or ds.target for ds in miners)
+        log.debug(
+            T_DIFF,
+            f"Sending UpdateChannel for aggregated mode: channel_id={cid}, total_hashrate="
+            f"{work.rust_f32(total)} (all {len(miners)} downstreams), min_target="
+            f"{work.target_struct(min_target)}, vardiff_updates={len(updates)}",
+        )
+        update = (
+            f"UpdateChannel {{ channel_id: {cid}, nominal_hash_rate: {work.rust_f32_debug(total)}, "
+            f"maximum_target: Owned([{work.le_bytes_list(min_target)}]) }}"
+        )
+        log.debug(T_CM, f"Received UpdateChannel from SV1Server: {update}")
+        log.info(T_CM, f"Sending UpdateChannel message to upstream for channel_id: {cid}")
+        log.debug(
+            T_UP,
+            "Upstream: sending message from channel manager: Sv2(Sv2Frame { header: Header { "
+            "extension_type: 32768, msg_type: 22, msg_length: U24(40) }, payload: "
+            f"Some(Mining(UpdateChannel({update}))), serialized: None }})",
+        )
+        log.debug(T_UP, "Sending message to upstream.")
+        channel.target = work.harder_target(min_target, self.upstream_difficulty_factor)
+        channel.nominal_hashrate = total
+        log.debug(T_UP, "Upstream: received frame.")
+        log.info(
+            T_CM_MH,
+            f"Received: SetTarget(channel_id={cid}, maximum_target="
+            f"{work.u256_display(channel.target)})",
+        )
+        log.debug(T_SRV, f"Received SetTarget for channel id: {cid}")
+        log.debug(
+            T_DIFF,
+            f"Received SetTarget for channel {cid}: new_upstream_target = "
+            f"{work.target_struct(channel.target)}",
+        )
+        log.debug(T_DIFF, "Aggregated mode: Updating upstream target for all downstreams")
+        for ds in miners:
+            log.debug(
+                T_DS_DATA,
+                f"Downstream {ds.downstream_id}: Set upstream target to "
+                f"{work.target_struct(channel.target)}",
+            )
+        for ds in updates:
+            assert ds.pending_target is not None and ds.pending_hashrate is not None
+            ds.next_target = ds.pending_target
+            ds.hashrate = ds.pending_hashrate
+            ds.pending_target = None
+            ds.pending_hashrate = None
+            ds.set_difficulty_cached = True
+            log.debug(T_DS, "Down: Caching mining.set_difficulty to send before next mining.notify")
 
     async def _apply_set_target(self, ds: Downstream) -> None:
         """The simulated pool answers UpdateChannel with SetTarget; the proxy applies it."""
@@ -850,7 +992,7 @@ class Translator:
             out.append(
                 {
                     "client_id": ds.downstream_id,
-                    "channel_id": ds.channel.channel_id if ds.channel else None,
+                    "channel_id": ds.local_channel_id if ds.channel else None,
                     "connection_ip": ds.peer.rsplit(":", 1)[0],
                     "sv1_username": ds.user_name,
                     "sv1_worker_name": ds.worker_name,

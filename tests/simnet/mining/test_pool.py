@@ -189,3 +189,10 @@ def test_pool_command_line_pays_once(
     assert Decimal(chain.rpc("getreceivedbyaddress", address, 1, wallet="node")) == Decimal(
         "0.00012345"
     )
+
+
+def test_aggregated_proxy_channel_counts_as_the_nodes(tmp_path: Path) -> None:
+    fake = FakeChannels()
+    pool = ClusterPool(_config(identity="btc-SN1"), fake)
+    fake.set((1, "btc-SN1.translator-proxy", 70), (2, "btc-SN2.translator-proxy", 5))
+    assert pool.poll() == 70

@@ -73,6 +73,19 @@ FROM_SOURCE = {
     "ERROR network_helpers_sv2::sv1_connection: Failed to deserialize message: Error(S)",
 }
 
+# aggregate_channels = true (sv1_server/difficulty_manager.rs, channel_manager.rs at v1.5.0)
+AGGREGATED_FROM_SOURCE = {
+    "DEBUG translator_sv2::sv1::sv1_server::difficulty_manager: Sending UpdateChannel for "
+    "aggregated mode: channel_id=N, total_hashrate=N (all N downstreams), min_target=Target { "
+    "head: H, tail: H }, vardiff_updates=N",
+    "DEBUG translator_sv2::sv1::sv1_server::difficulty_manager: Aggregated mode: Updating "
+    "upstream target for all downstreams",
+    "INFO translator_sv2::sv2::channel_manager::message_handler: Received: "
+    "OpenExtendedMiningChannelSuccess(request_id: N, channel_id: N, target: UN(H), "
+    "extranonce_size: N, extranonce_prefix: BN(H)), user_identity: ID.translator-proxy, "
+    "nominal_hashrate: N",
+}
+
 
 def _records_of(text: str) -> list[str]:
     return [line for line in text.split("\n") if RECORD_START.match(line)]
@@ -234,3 +247,34 @@ def test_log_file_option_overrides_the_config(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_aggregated_mode_shares_one_upstream_channel(
+    translator_factory: Callable[..., TranslatorProcess],
+    miners_factory: Callable[[str, dict[str, str]], MinerProcess],
+) -> None:
+    translator = translator_factory(aggregate_channels=True, user_identity="btc-SN7")
+    miners_factory(translator.url, {"kim.rig1": "2T", "lee.rig2": "2T"})
+    submit = "Received mining.submit from SV1 downstream for channel id: {}\n"
+    wait_for(
+        lambda: (
+            len(translator.sv1_clients()) == 2
+            and all(submit.format(local) in translator.log_text() for local in (1, 2))
+            and translator.channels()[0]["shares_acknowledged"] >= 3
+        ),
+        timeout=40,
+        what="both miners mining on the shared channel",
+    )
+    channels = translator.channels()
+    assert [c["user_identity"] for c in channels] == ["btc-SN7.translator-proxy"]
+    clients = translator.sv1_clients()
+    assert sorted(c["channel_id"] for c in clients) == [1, 2]
+    assert len({c["extranonce1_hex"] for c in clients}) == 2
+    text = translator.log_text()
+    assert text.count("Sending OpenExtendedMiningChannel message to upstream") == 1
+    assert "for channel id: 2" in text  # the second miner's local channel
+    assert "forwarding it to upstream | channel_id: 2," not in text  # forwarded on channel 1
+    real = shapes(parse_records((REAL / "info" / "translator.log").read_text(encoding="utf-8")))
+    real |= shapes(parse_records((REAL / "debug" / "translator.log").read_text(encoding="utf-8")))
+    extra = shapes(parse_records(text)) - real - FROM_SOURCE
+    assert extra <= AGGREGATED_FROM_SOURCE, extra - AGGREGATED_FROM_SOURCE
