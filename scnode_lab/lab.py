@@ -248,6 +248,12 @@ class Lab:
                 self._wait_ssh(state, timeout)
                 self._write_inventory(state)
                 _say(f"lab {self.name} is already up")
+                current = image.image_for(self.paths).key
+                if state.image_key != current:
+                    _say(
+                        f"it runs image {state.image_key}, the package list now gives {current}:"
+                        f" `down --name {self.name}` and `up` again to use it"
+                    )
                 return state
             self._teardown(state)
             return self._start(spec, timeout)
