@@ -186,7 +186,7 @@ def translator_factory(tmp_path: Path) -> Iterator[Callable[..., TranslatorProce
         rust_log: str = "debug",
         user_identity: str = "sri_user",
         min_hashrate: float = 1e12,
-        shares_per_minute: float = 60.0,
+        shares_per_minute: float = 240.0,
         enable_vardiff: bool = True,
         job_interval: float = 2.0,
         vardiff_interval: float = 3.0,
