@@ -17,7 +17,8 @@ description:
     keeps the salt already in the daemon's config when it still matches the password, so a
     re-run renders the same config.
 version_added: "0.1.0"
-author: Satoshiware SC Node developers
+author:
+  - Satoshiware SC Node developers (@satoshiware)
 options:
   path:
     description: The client env file (written atomically, owner root, O(group), mode 0640).
@@ -50,11 +51,14 @@ options:
 attributes:
   check_mode:
     support: full
+    description: Says whether the env file would change and returns rpcauth, writing nothing.
   diff_mode:
     support: none
+    description: No diff, the file holds a secret.
   platform:
     platforms: posix
     support: full
+    description: Debian nodes (any POSIX host with Python 3).
 """
 
 EXAMPLES = r"""
@@ -108,7 +112,7 @@ def _read_env(path: Path) -> tuple[dict[str, str], str | None]:
     text = path.read_text()
     for line in text.splitlines():
         if "=" in line and not line.lstrip().startswith("#"):
-            key, _, value = line.partition("=")
+            key, _sep, value = line.partition("=")
             values[key.strip()] = value.strip()
     return values, text
 

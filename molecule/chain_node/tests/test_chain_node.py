@@ -63,7 +63,7 @@ def _running_version(host: Any, daemon: str) -> str:
     environ = host.run(f"tr '\\0' '\\n' < /proc/{pid}/environ").stdout
     for line in environ.splitlines():
         if line.startswith("SIMNET_RELEASE_VERSION="):
-            return line.split("=", 1)[1]
+            return str(line.split("=", 1)[1])
     raise AssertionError(f"{daemon} (pid {pid}) shows no release version")
 
 
