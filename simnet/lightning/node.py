@@ -12,7 +12,6 @@ import struct
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from bitcoin.core import CBlock, CMutableTransaction, CTransaction, b2lx
@@ -99,7 +98,8 @@ class Node:
         self.dir = opts.network_dir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.role = opts.get("simnet-role", "node") or "node"
-        self._log_files = [Path(p) for p in opts.multi.get("log-file", []) if p != "-"]
+        # lightningd works inside <lightning-dir>/<network>: relative paths are relative to it
+        self._log_files = [self.dir / p for p in opts.multi.get("log-file", []) if p != "-"]
         level = (opts.get("log-level", "info") or "info").split(":")[0].upper()
         self.log_level = LOG_LEVELS.get(level, 2)
         self.zmq: ZmqPublisher | None = None

@@ -28,7 +28,8 @@ def parse_wallet_option(value: str | None, network_dir: Path) -> tuple[Path, Pat
     if not value.startswith("sqlite3://"):
         raise SystemExit(f"lightningd: Unsupported wallet DSN {value} (simulation: sqlite3 only)")
     main, _, backup = value[len("sqlite3://") :].partition(":")
-    return Path(main), (Path(backup) if backup else None)
+    # relative to <lightning-dir>/<network>, where lightningd runs
+    return network_dir / main, (network_dir / backup if backup else None)
 
 
 class Store:

@@ -17,6 +17,7 @@ import json
 import socket
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -220,11 +221,14 @@ class Replay:
 def three_nodes(
     start_lightning_node: Callable[..., LightningNodeHandle], ln_chain: ChainHandle
 ) -> dict[str, LightningNodeHandle]:
-    return {
-        "A": start_lightning_node("nodeA", zmq=False),
-        "B": start_lightning_node("nodeB", extra=("xpay-handle-pay=false",)),
-        "C": start_lightning_node("nodeC", zmq=False),
+    specs: dict[str, tuple[str, dict[str, Any]]] = {
+        "A": ("nodeA", {"zmq": False}),
+        "B": ("nodeB", {"extra": ("xpay-handle-pay=false",)}),
+        "C": ("nodeC", {"zmq": False}),
     }
+    with ThreadPoolExecutor(3) as pool:  # start the three processes side by side
+        futures = {k: pool.submit(start_lightning_node, a, **kw) for k, (a, kw) in specs.items()}
+        return {k: f.result() for k, f in futures.items()}
 
 
 def test_schema_check_catches_missing_and_mistyped_fields() -> None:
