@@ -1717,6 +1717,7 @@ def tx_common(ctx: Ctx, w: Wallet, wtx: WalletTx) -> dict[str, Any]:
     out["walletconflicts"] = []
     if v30:
         out["mempoolconflicts"] = []
+    out.update(wtx.comments)
     out["time"] = wtx.time
     out["timereceived"] = wtx.time
     out["bip125-replaceable"] = replaceable_text(ctx, wtx)
@@ -2035,6 +2036,8 @@ def _wallet_send(
     fee_rate: Any,
     conf_target: Any,
     insufficient_code: int,
+    comment: Any = None,
+    comment_to: Any = None,
 ) -> bytes:
     node = ctx.node
     w = ctx.wallet()
@@ -2050,7 +2053,8 @@ def _wallet_send(
     tx = w.create_transaction(
         outputs, fee_rate_for(ctx, fee_rate, conf_target), subtract, rbf, insufficient_code
     )
-    txid = w.commit(tx)
+    comments = {k: str(v) for k, v in (("comment", comment), ("to", comment_to)) if v}
+    txid = w.commit(tx, comments)
     node.relay_tx(tx)
     node.mark_dirty()
     return txid
@@ -2099,6 +2103,8 @@ def sendtoaddress(
         fee_rate,
         conf_target,
         RPC_WALLET_INSUFFICIENT_FUNDS,
+        comment,
+        comment_to,
     )
     if verbose:
         return {"txid": hexid(txid), "fee_reason": "Fallback fee"}
@@ -2145,7 +2151,14 @@ def sendmany(
         if subtractfeefrom and addr in subtractfeefrom:
             subtract.add(i)
     txid = _wallet_send(
-        ctx, outputs, subtract, replaceable, fee_rate, conf_target, RPC_WALLET_INSUFFICIENT_FUNDS
+        ctx,
+        outputs,
+        subtract,
+        replaceable,
+        fee_rate,
+        conf_target,
+        RPC_WALLET_INSUFFICIENT_FUNDS,
+        comment,
     )
     return {"txid": hexid(txid), "fee_reason": "Fallback fee"} if verbose else hexid(txid)
 

@@ -70,6 +70,7 @@ class WalletTx:
     coinbase: bool
     order: int
     abandoned: bool = False
+    comments: dict[str, str] = field(default_factory=dict)  # Core's mapValue: comment, to
 
     @property
     def tx(self) -> CTransaction:
@@ -144,6 +145,7 @@ class Wallet:
                 item["coinbase"],
                 item["order"],
                 item.get("abandoned", False),
+                dict(item.get("comments", {})),
             )
             wallet._order = max(wallet._order, item["order"] + 1)
         wallet.rescan()
@@ -169,6 +171,7 @@ class Wallet:
                     "coinbase": t.coinbase,
                     "order": t.order,
                     "abandoned": t.abandoned,
+                    "comments": t.comments,
                 }
                 for t in self.txs.values()
             ],
@@ -513,8 +516,11 @@ class Wallet:
         self.sign(tx, [c for _, c in chosen])
         return CTransaction.from_tx(tx)
 
-    def commit(self, tx: CTransaction) -> bytes:
+    def commit(self, tx: CTransaction, comments: dict[str, str] | None = None) -> bytes:
         entry = self.chain.accept_tx(tx)
+        wtx = self.txs.get(entry.txid)
+        if wtx is not None and comments:
+            wtx.comments.update(comments)
         return entry.txid
 
 

@@ -197,3 +197,13 @@ def test_multiple_wallets_need_the_wallet_path(chain_node: ChainNode) -> None:
     with pytest.raises(ChainRPCError) as err:
         chain_node.rpc("createwallet", "a")
     assert err.value.code == -4
+
+
+def test_send_comments_are_kept_like_core_mapvalue(chain_node: ChainNode) -> None:
+    _funded(chain_node)
+    dest = segwit_address("bcrt", p2wpkh_script(pubkey_of(os.urandom(32))))
+    txid = chain_node.rpc("sendtoaddress", dest, 1, "withdrawal-7", "alice")
+    tx = chain_node.rpc("gettransaction", txid)
+    assert (tx["comment"], tx["to"]) == ("withdrawal-7", "alice")
+    sends = [t for t in chain_node.rpc("listtransactions") if t["category"] == "send"]
+    assert sends[0]["comment"] == "withdrawal-7"
