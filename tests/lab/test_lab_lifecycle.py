@@ -176,11 +176,15 @@ def test_tracked_process_ignores_a_recycled_pid() -> None:
 
 
 def test_up_is_idempotent_heals_a_dead_container_and_down_twice_is_harmless(
-    scnode_lab_factory: Callable[..., LabHandle],
+    scnode_lab_factory: Callable[..., LabHandle], scnode_lab: LabHandle
 ) -> None:
     lab = scnode_lab_factory(("solo",))
     first = lab.lab.load()
     assert first is not None
+    # Labs side by side are isolated: another lab's hosts are not reachable from this one.
+    other = scnode_lab.hosts["node-a"].ip
+    assert lab.ssh("solo", f"nc -z -w3 {other} 22", check=False).returncode != 0
+    assert scnode_lab.ssh("node-a", f"nc -z -w2 {scnode_lab.hosts['node-b'].ip} 22").returncode == 0
     again = lab.lab.up(lab.spec)
     assert again.hosts == first.hosts  # the same nspawn processes, not new ones
     assert again.uplink == first.uplink
