@@ -23,6 +23,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -400,6 +401,10 @@ def start_lightning_node(
 
     def start(alias: str = "node", **kw: Any) -> LightningNodeHandle:
         base = tmp_path / f"ln-{alias}"
+        suffix = 1
+        while base.exists():  # the same alias twice in one test gets its own directory
+            suffix += 1
+            base = tmp_path / f"ln-{alias}-{suffix}"
         base.mkdir()
         handle = LightningNodeHandle(base, ln_chain, alias=alias, **kw)
         started.append(handle)
@@ -418,9 +423,12 @@ def lightning_hub(start_lightning_node: Callable[..., LightningNodeHandle]) -> L
 
 @pytest.fixture
 def lightning_pair(
-    start_lightning_node: Callable[..., LightningNodeHandle], lightning_hub: LightningNodeHandle
+    start_lightning_node: Callable[..., LightningNodeHandle],
 ) -> tuple[LightningNodeHandle, LightningNodeHandle]:
     """(node, hub) with a 5,000,000 sat channel opened by the node, normal on both sides."""
-    node = start_lightning_node("node")
-    open_channel(node, lightning_hub)
-    return node, lightning_hub
+    with ThreadPoolExecutor(2) as pool:  # start both processes side by side
+        hub_future = pool.submit(start_lightning_node, "hub", role="hub", zmq=False)
+        node_future = pool.submit(start_lightning_node, "node")
+        hub, node = hub_future.result(), node_future.result()
+    open_channel(node, hub)
+    return node, hub
