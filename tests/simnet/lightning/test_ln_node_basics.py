@@ -7,6 +7,8 @@ import hmac
 import json
 import socket
 import stat
+import subprocess
+import sys
 from collections.abc import Callable
 
 import pytest
@@ -114,3 +116,50 @@ def test_stop_rpc_shuts_down_cleanly(
     assert node.rpc.stop() == "Shutdown complete"
     assert node.proc is not None and node.proc.wait(10) == 0
     assert not node.rpc_path.exists() and not pid_file.exists()
+
+
+def _cli(node: LightningNodeHandle, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "simnet.lightning.cli",
+            f"--lightning-dir={node.lightning_dir}",
+            "--regtest",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_lightning_cli_like_the_real_one(
+    start_lightning_node: Callable[..., LightningNodeHandle],
+) -> None:
+    node = start_lightning_node("cli")
+    info = _cli(node, "getinfo")
+    assert info.returncode == 0 and json.loads(info.stdout)["id"] == node.node_id
+    assert info.stdout.startswith('{\n   "id"')  # lightning-cli indents by 3
+    made = _cli(node, "invoice", "amount_msat=1000", "label=cli-1", "description=from the cli")
+    assert made.returncode == 0 and json.loads(made.stdout)["bolt11"].startswith("lnbcrt10n1")
+    positional = _cli(node, "-o", "listinvoices", "cli-1")
+    assert json.loads(positional.stdout)["invoices"][0]["label"] == "cli-1"
+    dup = _cli(node, "-k", "invoice", "amount_msat=1000", "label=cli-1", "description=again")
+    assert dup.returncode == 1 and json.loads(dup.stdout)["code"] == 900
+    missing = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "simnet.lightning.cli",
+            f"--lightning-dir={node.base}/nowhere",
+            "--regtest",
+            "getinfo",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert missing.returncode == 2 and "Connecting to 'lightning-rpc'" in missing.stderr
