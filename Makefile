@@ -79,12 +79,16 @@ sanity: setup  ## ansible-test sanity + units from a synced copy at an ansible_c
 	tests/ansible-test.sh sanity
 	tests/ansible-test.sh units
 
+.PHONY: lab-image
+lab-image: setup  ## build (or reuse the cached) Debian 13 image of the test hosts
+	$(PY) -m scnode_lab image
+
 .PHONY: pytest
-pytest: setup  ## unit, integration and test-host tests
+pytest: setup lab-image  ## unit, integration and test-host tests
 	$(BIN)/pytest -q tests
 
 .PHONY: molecule
-molecule: setup  ## converge every role's molecule scenario on test hosts
+molecule: setup lab-image  ## converge every role's molecule scenario on test hosts
 	tests/molecule.sh
 
 .PHONY: build
