@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 from simnet.lightning import control
@@ -45,6 +46,27 @@ async def run(opts: Options) -> int:
     return 0
 
 
+def _daemonize(opts: Options) -> None:
+    """--daemon: fork; the parent exits once the child's RPC socket is up (systemd Type=forking)."""
+    rpc = opts.network_dir / (opts.get("rpc-file") or "lightning-rpc")
+    rpc.unlink(missing_ok=True)
+    child = os.fork()
+    if child:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if rpc.exists():
+                os._exit(0)
+            done, status = os.waitpid(child, os.WNOHANG)
+            if done:
+                os._exit(os.waitstatus_to_exitcode(status) or 1)
+            time.sleep(0.05)
+        os._exit(1)
+    os.setsid()
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+
+
 def main() -> None:
     """Entry point."""
     if "--version" in sys.argv[1:]:
@@ -53,6 +75,8 @@ def main() -> None:
     opts = parse(sys.argv[1:])
     print(BANNER.format(version=VERSION), flush=True)
     check_options(opts)
+    if opts.flag("daemon", False):
+        _daemonize(opts)
     pid_file = Path(opts.get("pid-file") or opts.lightning_dir / f"lightningd-{opts.network}.pid")
     pid_file.parent.mkdir(parents=True, exist_ok=True)
     pid_file.write_text(f"{os.getpid()}\n")

@@ -53,10 +53,10 @@ SIMULATED = {
     "simnet-role",
     "pid-file",
     "plugin-dir",
+    "daemon",
 }
 # real lightningd options accepted without simulated effect (logged at start)
 NOT_SIMULATED = {
-    "daemon",
     "disable-plugin",
     "clear-plugins",
     "bitcoin-cli",
@@ -94,6 +94,26 @@ NOT_SIMULATED = {
     "invoices-onchain-fallback",
     "autolisten",
     "dev-no-plugin-checksum",
+}
+# options that take no value (everything else may be given as `--name value`)
+FLAGS = {
+    "mainnet",
+    "testnet",
+    "regtest",
+    "signet",
+    "daemon",
+    "developer",
+    "large-channels",
+    "disable-dns",
+    "always-use-proxy",
+    "log-timestamps",
+    "encrypted-hsm",
+    "clear-plugins",
+    "experimental-dual-fund",
+    "experimental-splicing",
+    "experimental-offers",
+    "help",
+    "version",
 }
 MULTI = {
     "plugin",
@@ -183,10 +203,16 @@ def _read_file(opts: Options, path: Path, source: str) -> None:
 def parse(argv: list[str]) -> Options:
     """Parse argv (without the program name) plus the config files it points at."""
     cmdline: list[tuple[str, str]] = []
-    for arg in argv:
+    args = list(argv)
+    while args:
+        arg = args.pop(0)
         if not arg.startswith("--"):
             raise SystemExit(f"lightningd: unexpected argument {arg!r}")
-        cmdline.append(_split(arg[2:]))
+        name, value = _split(arg[2:])
+        # ccan/opt also takes `--name value` for options that have a value
+        if "=" not in arg and name not in FLAGS and args and not args[0].startswith("-"):
+            value = args.pop(0)
+        cmdline.append((name, value))
     early = Options()
     for name, value in cmdline:
         if name in ("conf", "lightning-dir", "network", "mainnet", "testnet", "regtest", "signet"):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
+import signal
 import socket
 import stat
 import subprocess
@@ -15,7 +17,7 @@ import pytest
 from bitcoin.wallet import CKey
 from pyln.client import RpcError
 
-from simnet.pytest_lightning import LightningNodeHandle
+from simnet.pytest_lightning import LightningNodeHandle, wait_for
 
 
 def _read_responses(sock: socket.socket, count: int) -> list[bytes]:
@@ -163,3 +165,34 @@ def test_lightning_cli_like_the_real_one(
         check=False,
     )
     assert missing.returncode == 2 and "Connecting to 'lightning-rpc'" in missing.stderr
+
+
+def test_daemon_mode_for_systemd_type_forking(
+    start_lightning_node: Callable[..., LightningNodeHandle],
+) -> None:
+    node = start_lightning_node("daemon")
+    node.stop()
+    pid_file = node.base / "run" / "lightningd.pid"
+    # the upstream unit's form: `--conf <file>` with a space, --pid-file, --daemon
+    started = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "simnet.lightning",
+            "--conf",
+            str(node.conf),
+            f"--lightning-dir={node.lightning_dir}",
+            f"--pid-file={pid_file}",
+            "--daemon",
+        ],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert started.returncode == 0
+    pid = int(pid_file.read_text())
+    try:
+        assert node.rpc.getinfo()["alias"] == "daemon"  # the parent left only when RPC was up
+    finally:
+        os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: not pid_file.exists(), 10, "daemon exit")
