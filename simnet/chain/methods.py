@@ -20,6 +20,7 @@ from simnet.chain.errors import (
     RPC_INVALID_PARAMETER,
     RPC_MISC_ERROR,
     RPC_TYPE_ERROR,
+    RPC_VERIFY_ERROR,
     RPC_WALLET_ALREADY_EXISTS,
     RPC_WALLET_ALREADY_LOADED,
     RPC_WALLET_ERROR,
@@ -922,7 +923,7 @@ def check_max_fee(node: Node, tx: CTransaction, maxfeerate: Any) -> None:
         return
     if entry.fee * 1000 > limit * entry.vsize:
         raise RPCError(
-            RPC_WALLET_ERROR if False else -25,
+            RPC_VERIFY_ERROR,  # Core: TransactionError::MAX_FEE_EXCEEDED
             "Fee exceeds maximum configured by user (e.g. -maxtxfee, maxfeerate)",
         )
 
