@@ -40,7 +40,6 @@ class Store:
         self.main_path = main
         self.backup_path = backup
         self.db = sqlite3.connect(main, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
         self._backup_db: sqlite3.Connection | None = None
