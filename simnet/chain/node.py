@@ -570,18 +570,18 @@ class Node:
         method_name = req.get("method")
         if not isinstance(method_name, str):
             return reply_error(-32600, "Method must be a string")
-        warm = self._warmup_message()
-        if warm is not None:
-            return reply_error(RPC_IN_WARMUP, warm)
+        # As Core: whitelists are checked before the call runs (and before warm-up);
+        # -rpcwhitelistdefault defaults to on as soon as any -rpcwhitelist is set.
         if user in self.whitelist and method_name not in self.whitelist[user]:
             self.log(f"RPC User {user} not allowed to call method {method_name}")
             return 403, {}
-        if (
-            user not in self.whitelist
-            and self.options.get_bool("rpcwhitelistdefault", False)
-            and self.whitelist
+        if user not in self.whitelist and self.options.get_bool(
+            "rpcwhitelistdefault", bool(self.whitelist)
         ):
             return 403, {}
+        warm = self._warmup_message()
+        if warm is not None:
+            return reply_error(RPC_IN_WARMUP, warm)
         fault = self._take_fault(method_name)
         if fault is not None:
             return reply_error(

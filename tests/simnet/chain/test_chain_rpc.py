@@ -149,3 +149,17 @@ def test_python_bitcoinlib_proxy_works_unchanged(chain_node: ChainNode) -> None:
     assert block.vtx[0].is_coinbase()
     assert proxy.getbalance() == 50 * 100_000_000  # python-bitcoinlib converts to sats
     _ = base64
+
+
+def test_rpcwhitelist_refuses_other_methods_and_other_users(
+    start_chain_node: Callable[..., ChainNode],
+) -> None:
+    node = start_chain_node(rpcwhitelist="simnet-test:getblockcount,getbestblockhash")
+    assert node.rpc("getblockcount") == 0
+    status, _, body = _call(node, {"method": "stop", "id": 1})
+    assert (status, body) == (403, b"")
+    cookie_user, cookie_password = (node.netdir / ".cookie").read_text().split(":", 1)
+    status, _, _ = _call(
+        node, {"method": "getblockcount", "id": 1}, auth=(cookie_user, cookie_password)
+    )
+    assert status == 403  # no whitelist of its own: rpcwhitelistdefault applies
