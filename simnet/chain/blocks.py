@@ -54,6 +54,12 @@ def _height_push(height: int) -> bytes:
     return bytes([len(raw)]) + raw
 
 
+def witness_commitment_script(others: list[CTransaction]) -> bytes:
+    """The coinbase's OP_RETURN witness commitment output script (BIP141)."""
+    witness_root = merkle_root([b"\0" * 32] + [wtxid(tx) for tx in others])
+    return b"\x6a\x24\xaa\x21\xa9\xed" + bytes(Hash(witness_root + WITNESS_RESERVED))
+
+
 def make_coinbase(
     height: int,
     script: bytes,

@@ -2309,3 +2309,96 @@ def restorewallet(
     if not node.params.v30:
         out["warning"] = ""
     return out
+
+
+@rpc(
+    "getblocktemplate",
+    [A("template_request", "object")],
+    "Returns data needed to construct a block to work on (simnet: regtest target, no long poll).",
+    "mining",
+)
+def getblocktemplate(ctx: Ctx, template_request: Any) -> dict[str, Any]:
+    node, chain = ctx.node, ctx.node.chain
+    rules = (template_request or {}).get("rules") or []
+    if "segwit" not in rules:
+        raise RPCError(
+            RPC_INVALID_PARAMETER,
+            'getblocktemplate must be called with the segwit rule set (call with {"rules": '
+            '["segwit"]})',
+        )
+    txs = chain.block_template()
+    height = chain.height + 1
+    entries = []
+    fees = 0
+    index = {bytes(tx.GetTxid()): i + 1 for i, tx in enumerate(txs)}
+    for tx in txs:
+        m = chain.mempool[bytes(tx.GetTxid())]
+        fees += m.fee
+        depends = [index[bytes(i.prevout.hash)] for i in tx.vin if bytes(i.prevout.hash) in index]
+        entries.append(
+            {
+                "data": m.raw.hex(),
+                "txid": hexid(m.txid),
+                "hash": hexid(blk.wtxid(tx)),
+                "depends": depends,
+                "fee": m.fee,
+                "sigops": 4 * len(tx.vin),
+                "weight": m.weight,
+            }
+        )
+    bits = chain.tip.block.nBits
+    return {
+        "capabilities": ["proposal"],
+        "version": 0x20000000,
+        "rules": ["csv", "!segwit", "taproot"],
+        "vbavailable": {},
+        "vbrequired": 0,
+        "previousblockhash": chain.tip.hex_hash,
+        "transactions": entries,
+        "coinbaseaux": {},
+        "coinbasevalue": node.params.block_subsidy(height) + fees,
+        "longpollid": f"{chain.tip.hex_hash}{chain.mempool_seq}",
+        "target": f"{blk.target_of(bits):064x}",
+        "mintime": chain.median_time_past(chain.tip) + 1,
+        "mutable": ["time", "transactions", "prevblock"],
+        "noncerange": "00000000ffffffff",
+        "sigoplimit": 80000,
+        "sizelimit": 4000000,
+        "weightlimit": 4000000,
+        "curtime": chain.next_block_time(),
+        "bits": f"{bits:08x}",
+        "height": height,
+        "default_witness_commitment": blk.witness_commitment_script(txs).hex(),
+    }
+
+
+@rpc(
+    "submitblock",
+    [A("hexdata", "string", True), A("dummy", "string")],
+    "Attempts to submit new block to network.",
+    "mining",
+)
+def submitblock(ctx: Ctx, hexdata: Any, dummy: Any) -> str | None:
+    from bitcoin.core import CBlock
+
+    node, chain = ctx.node, ctx.node.chain
+    try:
+        block = CBlock.deserialize(bytes.fromhex(str(hexdata)))
+    except Exception as exc:  # any malformed block is Core's one decode error
+        raise RPCError(-22, "Block decode failed") from exc
+    if not block.vtx or not block.vtx[0].is_coinbase():
+        raise RPCError(-22, "Block does not start with a coinbase")
+    h = bytes(block.GetHash())
+    if h in chain.index:
+        return "duplicate-invalid" if chain.index[h].invalid else "duplicate"
+    if bytes(block.hashMerkleRoot) != blk.merkle_root([bytes(t.GetTxid()) for t in block.vtx]):
+        return "bad-txnmrklroot"
+    try:
+        entry = chain.submit_block(block)
+    except RPCError as err:
+        return err.message
+    node.mark_dirty()
+    if entry.invalid:
+        return "bad-txns-inputs-missingorspent"
+    node.relay_block(entry)
+    return None

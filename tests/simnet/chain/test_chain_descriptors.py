@@ -78,3 +78,30 @@ def test_signrawtransactionwithwallet_and_unsigned_errors(chain_node: ChainNode)
     assert unsigned["complete"] is False and len(unsigned["errors"]) == 1
     rejected = chain_node.rpc("testmempoolaccept", [raw])[0]
     assert rejected["allowed"] is False
+
+
+def test_getblocktemplate_and_submitblock_mine_a_block_built_outside(chain_node: ChainNode) -> None:
+    from bitcoin.core import CTransaction
+
+    from simnet.chain import blocks as blk
+
+    chain_node.rpc("createwallet", "w")
+    address = chain_node.rpc("getnewaddress")
+    txid = chain_node.pay(address, 10_000)
+    template = chain_node.rpc("getblocktemplate", {"rules": ["segwit"]})
+    assert [t["txid"] for t in template["transactions"]] == [txid]
+    txs = [CTransaction.deserialize(bytes.fromhex(t["data"])) for t in template["transactions"]]
+    script = p2wpkh_script(pubkey_of(os.urandom(32)))
+    coinbase = blk.make_coinbase(template["height"], script, template["coinbasevalue"], txs)
+    block = blk.build_block(
+        bytes.fromhex(template["previousblockhash"])[::-1],
+        template["height"],
+        template["curtime"],
+        int(template["bits"], 16),
+        coinbase,
+        txs,
+    )
+    assert chain_node.rpc("submitblock", block.serialize().hex()) is None
+    assert chain_node.rpc("getbestblockhash") == block.GetHash()[::-1].hex()
+    assert chain_node.rpc("submitblock", block.serialize().hex()) == "duplicate"
+    assert chain_node.rpc("gettransaction", txid)["confirmations"] == 1
