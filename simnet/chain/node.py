@@ -673,7 +673,10 @@ class Node:
             interval = self.control.block_interval
             await asyncio.sleep(interval if interval else 0.5)
             if interval and self.control.block_interval:
-                self.mine_block(self.world_script())
+                try:
+                    self.mine_block(self.world_script())
+                except RPCError as err:  # keep the timer alive; the log says why a block failed
+                    self.log(f"simnet: timer block not mined: {err.message}")
                 self.save_if_dirty()
 
     # --- P2P (the simulated network: a small HTTP sync protocol of real serialized blocks) -----
@@ -777,7 +780,7 @@ class Node:
 
     async def _sync_peers(self) -> None:
         while True:
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(0.3 if self.peers else 1.0)
             for peer in self.peers:
                 with contextlib.suppress(Exception):
                     await self._sync_one(peer)
