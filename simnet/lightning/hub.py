@@ -79,6 +79,26 @@ class OutsideWorld:
         """An HTLC from a channel peer to the outside world: settle it if the invoice matches."""
         fwd = node._record_forward(ch_in, OUTSIDE_SCID, in_msat, out_msat, str(msg["payment_hash"]))
         record = self.invoices.get(str(msg["payment_hash"]))
+        preimage = msg.get("keysend_preimage")
+        # keysend to the outside world: the preimage travels with the payment
+        if (
+            record is None
+            and preimage
+            and hashlib.sha256(bytes.fromhex(str(preimage))).hexdigest() == msg["payment_hash"]
+        ):
+            now = int(time.time())
+            record = {
+                "payment_hash": msg["payment_hash"],
+                "preimage": preimage,
+                "payment_secret": None,
+                "amount_msat": None,
+                "status": "unpaid",
+                "description": "keysend",
+                "created_at": now,
+                "expires_at": now + 60,
+                "bolt11": None,
+            }
+            self.invoices[record["payment_hash"]] = record
         if (
             record is None
             or record["status"] != "unpaid"

@@ -214,3 +214,14 @@ def test_concurrent_payments_never_overspend_the_channel(lightning_pair: Pair) -
     assert sorted(outcomes) == ["205"] + ["complete"] * 5
     node_side, hub_side, total = _balances(lightning_pair)
     assert node_side == total - 5 * 900_009_001 and node_side + hub_side == total
+
+
+def test_keysend_to_the_outside_world(lightning_pair: Pair) -> None:
+    node, hub = lightning_pair
+    outside = hub.control("GET", "/v1/status")["outside_id"]
+    res = node.rpc.keysend(outside, 50_000)
+    assert res["status"] == "complete" and res["amount_sent_msat"] == 50_001
+    paid = [
+        i for i in hub.control("GET", "/v1/outside/invoices")["invoices"] if i["status"] == "paid"
+    ]
+    assert paid[0]["payment_hash"] == res["payment_hash"]
