@@ -147,6 +147,7 @@ class Node:
                 1, round(float(options.get("fallbackfee") or 0) * 100_000)
             )
         self.max_mempool_mb = options.get_int("maxmempool", 300)
+        self.wallet_disabled = options.get_bool("disablewallet", False)
         self.chain = ChainState(self.params)
         self.wallets: dict[str, Wallet] = {}
         self.world: Wallet | None = None
@@ -591,7 +592,7 @@ class Node:
         if stall is not None:
             await asyncio.sleep(float(stall.get("seconds", 5)))
         method = METHODS.get(method_name)
-        if method is None:
+        if method is None or (method.category == "wallet" and self.wallet_disabled):
             return reply_error(RPC_METHOD_NOT_FOUND, "Method not found")
         try:
             args = bind_params(method, req.get("params"), self)

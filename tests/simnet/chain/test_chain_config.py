@@ -85,3 +85,11 @@ def test_microcurrency_has_its_own_hrp(start_chain_node: Callable[..., ChainNode
     node.rpc("createwallet", "w")
     assert node.rpc("getnewaddress").startswith("lm1q")
     assert node.rpc("getblockchaininfo")["chain"] == "main"
+
+
+def test_disablewallet_removes_wallet_methods(start_chain_node: Callable[..., ChainNode]) -> None:
+    node = start_chain_node(disablewallet=1)
+    with pytest.raises(ChainRPCError) as err:
+        node.rpc("createwallet", "w")
+    assert err.value.code == -32601
+    assert node.rpc("getblockcount") == 0
