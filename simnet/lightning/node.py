@@ -485,21 +485,48 @@ class Node:
     def write_emergency_recover(self) -> None:
         """Rewrite emergency.recover (on each channel open/close), like chanbackup does."""
         scbs = b"".join(bytes.fromhex(s) for s in self._scbs())
-        key = hashlib.sha256(b"scb key" + self.hsm_secret).digest()
         nonce = os.urandom(12)
-        stream = b""
-        counter = 0
-        while len(stream) < len(scbs):
-            stream += hashlib.sha256(key + nonce + counter.to_bytes(4, "big")).digest()
-            counter += 1
-        cipher = bytes(a ^ b for a, b in zip(scbs, stream, strict=False))
-        tag = hashlib.sha256(key + nonce + cipher).digest()[:16]
+        cipher = bytes(a ^ b for a, b in zip(scbs, self._keystream(nonce, len(scbs)), strict=False))
+        tag = hashlib.sha256(self._scb_key() + nonce + cipher).digest()[:16]
         body = struct.pack(">QI", 1, int(time.time())) + nonce + cipher + tag
         path = self.dir / "emergency.recover"
         tmp = path.with_suffix(".tmp")
         tmp.write_bytes(body)
         tmp.chmod(0o600)
         tmp.replace(path)
+
+    def _scb_key(self) -> bytes:
+        return hashlib.sha256(b"scb key" + self.hsm_secret).digest()
+
+    def _keystream(self, nonce: bytes, length: int) -> bytes:
+        stream = b""
+        counter = 0
+        while len(stream) < length:
+            stream += hashlib.sha256(self._scb_key() + nonce + counter.to_bytes(4, "big")).digest()
+            counter += 1
+        return stream
+
+    def read_emergency_recover(self) -> list[dict[str, Any]]:
+        """The channels in emergency.recover (checked against this hsm_secret)."""
+        path = self.dir / "emergency.recover"
+        if not path.exists():
+            return []
+        body = path.read_bytes()
+        nonce, cipher, tag = body[12:24], body[24:-16], body[-16:]
+        if hashlib.sha256(self._scb_key() + nonce + cipher).digest()[:16] != tag:
+            raise RpcError(-1, "emergency.recover was not made with this hsm_secret")
+        raw = bytes(
+            a ^ b for a, b in zip(cipher, self._keystream(nonce, len(cipher)), strict=False)
+        )
+        out = []
+        pos = 0
+        while pos < len(raw):
+            channel_id = raw[pos + 8 : pos + 40].hex()
+            peer_id = raw[pos + 40 : pos + 73].hex()
+            addr_len = 7 if raw[pos + 73] == 1 else 1
+            pos += 73 + addr_len + 32 + 12
+            out.append({"channel_id": channel_id, "peer_id": peer_id})
+        return out
 
     def _scbs(self) -> list[str]:
         out = []

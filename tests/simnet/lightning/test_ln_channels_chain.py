@@ -135,3 +135,25 @@ def test_database_of_another_node_is_refused(
     secret.chmod(0o400)
     with pytest.raises(RuntimeError, match="does not match HSM"):
         node.start()
+
+
+def test_emergencyrecover_on_a_node_restored_from_hsm_secret_and_backup_file(
+    lightning_pair: tuple[LightningNodeHandle, LightningNodeHandle],
+    start_lightning_node: Callable[..., LightningNodeHandle],
+) -> None:
+    node, _hub = lightning_pair
+    channel_id = node.rpc.listpeerchannels()["channels"][0]["channel_id"]
+    assert node.rpc.emergencyrecover()["stubs"] == []  # the live node knows its channel
+    restored = start_lightning_node("restored", zmq=False)
+    restored.stop()
+    for name in ("hsm_secret", "emergency.recover"):
+        target = restored.network_dir / name
+        if target.exists():
+            target.chmod(0o600)
+        target.write_bytes((node.network_dir / name).read_bytes())
+    (restored.network_dir / "hsm_secret").chmod(0o400)
+    restored.db_main.unlink()
+    restored.db_backup.unlink()
+    restored.start()
+    assert restored.node_id == node.node_id
+    assert restored.rpc.emergencyrecover()["stubs"] == [channel_id]
