@@ -14,7 +14,6 @@ import json
 import os
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 from bitcoin.core import b2lx
@@ -35,7 +34,6 @@ from simnet.lightning.node import (
     msat_param,
     valid_node_id,
 )
-from simnet.lightning.options import ZMQ_OPTIONS
 
 Method = Callable[[dict[str, Any]], Awaitable[Any]]
 
@@ -1253,11 +1251,3 @@ def _status_line(n: Node, ch: dict[str, Any]) -> str:
             f"{ch.get('last_tx_fee_msat', 0) // 1000} satoshi for tx:{ch.get('close_txid', '')}"
         )
     return f"{state}:simulated"
-
-
-def config_zmq_unused(options: list[str]) -> list[str]:
-    """zmq-pub-* options present although no cl-zmq plugin is loaded."""
-    return [o for o in options if o in ZMQ_OPTIONS]
-
-
-__all__ = ["Path", "RpcServer"]
