@@ -802,8 +802,11 @@ class Node:
         }
 
     # ------------------------------------------------------------------ channel close
-    async def close_channel(self, peer_id: str) -> dict[str, Any]:
-        """Mutual close: both peers sign the closing tx, we broadcast it."""
+    async def close_channel(self, peer_id: str, destination: bytes | None = None) -> dict[str, Any]:
+        """Mutual close: both peers sign the closing tx, we broadcast it.
+
+        `destination` (a scriptPubKey) receives our share instead of our close_to address.
+        """
         ch = self._channel_with(peer_id, ("CHANNELD_NORMAL", "CHANNELD_AWAITING_LOCKIN"))
         link = self.peers.get(peer_id)
         if ch is None:
@@ -818,7 +821,7 @@ class Node:
             {"t": "close_sign", "channel_id": ch["channel_id"], "phase": "outputs"}
         )
         outputs = [
-            (bytes.fromhex(ch["close_to"]), ours),
+            (destination or bytes.fromhex(ch["close_to"]), ours),
             (bytes.fromhex(str(reply["close_to"])), int(reply["amount_sat"])),
         ]
         outputs.sort(key=lambda o: (o[1], o[0]))

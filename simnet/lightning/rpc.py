@@ -743,7 +743,15 @@ class RpcServer:
         for ch in n.channels.values():
             if target in (ch["channel_id"], ch.get("short_channel_id")):
                 target = ch["peer_id"]
-        return await n.close_channel(target)
+        destination = None
+        if "destination" in p:
+            try:
+                destination = bech32.script_for_address(
+                    wallet.ADDRESS_HRP[n.network], str(p["destination"])
+                )
+            except ValueError as exc:
+                raise RpcError(-32602, "destination: Invalid destination address") from exc
+        return await n.close_channel(target, destination)
 
     async def m_listhtlcs(self, p: dict[str, Any]) -> dict[str, Any]:
         return {"htlcs": []}

@@ -8,7 +8,9 @@ from collections.abc import Callable
 
 import pytest
 import zmq
+from bitcoin.core import CTransaction
 
+from simnet.lightning import bech32
 from simnet.pytest_lightning import ChainHandle, LightningNodeHandle, open_channel, wait_for
 
 
@@ -157,3 +159,14 @@ def test_emergencyrecover_on_a_node_restored_from_hsm_secret_and_backup_file(
     restored.start()
     assert restored.node_id == node.node_id
     assert restored.rpc.emergencyrecover()["stubs"] == [channel_id]
+
+
+def test_close_to_a_destination_address(
+    lightning_pair: tuple[LightningNodeHandle, LightningNodeHandle],
+) -> None:
+    node, hub = lightning_pair
+    address = "bcrt1qek4gm5p06a9dhgvrhf84s2ysx0d5v0fm7mr8p2"
+    closed = node.rpc.close(hub.node_id, destination=address)
+    tx = CTransaction.deserialize(bytes.fromhex(closed["txs"][0]))
+    scripts = {bytes(o.scriptPubKey): o.nValue for o in tx.vout}
+    assert scripts[bech32.script_for_address("bcrt", address)] == 5_000_000 - 196
