@@ -316,7 +316,16 @@ class Node:
             self._process_block(height, CBlock.deserialize(bytes.fromhex(raw)))
 
     def _process_block(self, height: int, block: CBlock) -> None:
+        tip_hash = self.store.get_var("tip_hash")
+        if tip_hash is not None and b2lx(block.hashPrevBlock) != tip_hash:
+            # lightningd would roll back and rescan; the simulation only says so (README)
+            self.log(
+                "UNUSUAL",
+                "lightningd",
+                f"Reorg detected below height {height}: not rolled back (SIMULATION)",
+            )
         with self.store.txn():
+            self.store.set_var("tip_hash", b2lx(block.GetHash()))
             for index, tx in enumerate(block.vtx):
                 self._process_tx(height, index, tx)
             self.blockheight = height

@@ -33,6 +33,10 @@ def test_follows_chain_standin_funds_and_opens_a_channel(
         assert funding["vout"][0]["scriptPubKey"]["type"] == "witness_v0_scripthash"
         chain.mine(3)
         node.wait_synced()
+        chain.node.reorg(1)
+        chain.mine(2)
+        node.wait_synced()
+        assert "Reorg detected" in node.log_text()
         # (pruning is exercised on the minichain: regtest bitcoind prunes only above height 1000)
     finally:
         for handle in handles:
