@@ -1,0 +1,61 @@
+"""Double-entry ledger of the exchange: models, operations and the audit."""
+
+from scnode_exchange.ledger.audit import AuditReport, verify
+from scnode_exchange.ledger.errors import (
+    HoldClosedError,
+    IdempotencyConflictError,
+    InsufficientFundsError,
+    InvalidAmountError,
+    LedgerError,
+    MemberFrozenError,
+    UnbalancedEntryError,
+    UnknownAccountError,
+)
+from scnode_exchange.ledger.models import Account, Asset, Hold, JournalEntry, Member, Posting
+from scnode_exchange.ledger.service import (
+    AZC,
+    FEES,
+    LAAS,
+    MINING_POOL,
+    NODE_WALLET,
+    OWNER_EQUITY,
+    OWNER_RECEIVABLE,
+    SATS,
+    SUSPENSE,
+    SYSTEM_ACCOUNTS,
+    AssetSpec,
+    Ledger,
+    Leg,
+)
+
+__all__ = [
+    "AZC",
+    "FEES",
+    "LAAS",
+    "MINING_POOL",
+    "NODE_WALLET",
+    "OWNER_EQUITY",
+    "OWNER_RECEIVABLE",
+    "SATS",
+    "SUSPENSE",
+    "SYSTEM_ACCOUNTS",
+    "Account",
+    "Asset",
+    "AssetSpec",
+    "AuditReport",
+    "Hold",
+    "HoldClosedError",
+    "IdempotencyConflictError",
+    "InsufficientFundsError",
+    "InvalidAmountError",
+    "JournalEntry",
+    "Ledger",
+    "LedgerError",
+    "Leg",
+    "Member",
+    "MemberFrozenError",
+    "Posting",
+    "UnbalancedEntryError",
+    "UnknownAccountError",
+    "verify",
+]
