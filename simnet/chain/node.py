@@ -136,6 +136,10 @@ class Node:
         self.rpc_password = options.get("rpcpassword") or ""
         self.rpc_port = options.get_int("rpcport", self.params.rpc_port)
         self.p2p_port = options.get_int("port", self.params.p2p_port)
+        if not self.rpc_port:
+            raise ConfigError(
+                f"Error: --coin={coin} has no default RPC port; set -rpcport or --coin-rpc-port"
+            )
         self.control_port = int(sim.get("control-port") or self.rpc_port + 1000)
         self.control_bind = sim.get("control-bind") or "127.0.0.1"
         self.control = ControlState()
@@ -342,7 +346,9 @@ class Node:
             self.chain.listeners.append(self.zmq.on_event)
         await self._start_control()
         # Core's default: listen, unless -connect names the peers.
-        if self.options.get_bool("listen", not self.options.get_all("connect")):
+        if not self.p2p_port:
+            self.log("simnet: no P2P port (-port or --coin-p2p-port): not listening")
+        elif self.options.get_bool("listen", not self.options.get_all("connect")):
             await self._start_p2p()
         self.peers = self._peer_list()
         loop = asyncio.get_running_loop()

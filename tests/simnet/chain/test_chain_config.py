@@ -93,3 +93,9 @@ def test_disablewallet_removes_wallet_methods(start_chain_node: Callable[..., Ch
         node.rpc("createwallet", "w")
     assert err.value.code == -32601
     assert node.rpc("getblockcount") == 0
+
+
+def test_microcurrency_needs_its_ports(tmp_path: Path) -> None:
+    result = _run(tmp_path, "server=1\n", "--coin=lakemoney")
+    assert result.returncode == 1
+    assert "no default RPC port" in result.stderr
