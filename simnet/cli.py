@@ -122,7 +122,15 @@ def main(argv: list[str] | None = None) -> int:
         else:
             rest = args[i:]
             break
-    coin = opts.get("coin") or os.environ.get("SIMNET_COIN") or "bitcoin"
+    program = os.environ.get("SIMNET_PROGRAM", "")
+    from_program = program.removesuffix("-cli") if program.endswith("-cli") else ""
+    coin = opts.get("coin") or os.environ.get("SIMNET_COIN") or from_program or "bitcoin"
+    if "version" in opts:
+        from simnet.chain.params import release_version
+
+        name = {"bitcoin": "Bitcoin Core", "azcoin": "AZCoin"}.get(coin, coin)
+        print(f"{name} RPC client version v{release_version(coin)[0]} (simnet SIMULATION)")
+        return 0
     network = opts.get("chain", "main")
     if opts.get("regtest") == "1":
         network = "regtest"

@@ -8,6 +8,7 @@ import sys
 
 from simnet.chain.config import ConfigError, load_options
 from simnet.chain.node import Node
+from simnet.chain.params import release_version
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,12 +18,8 @@ def main(argv: list[str] | None = None) -> int:
         if "version" in options.cli:
             coin = sim.get("coin") or "bitcoin"
             name = {"bitcoin": "Bitcoin Core", "azcoin": "AZCoin"}.get(coin, coin)
-            ver = (
-                "v30.0.0"
-                if sim.get("emulate", "v30" if coin == "bitcoin" else "v23") == "v30"
-                else "v0.2.0"
-            )
-            print(f"{name} daemon version {ver} (simnet SIMULATION)")
+            ver = release_version(coin, sim.get("emulate"))[0]
+            print(f"{name} daemon version v{ver} (simnet SIMULATION)")
             return 0
         if "help" in options.cli:
             print("simnet chain daemon (SIMULATION); options as bitcoind, see simnet/README.md")

@@ -260,6 +260,9 @@ def load_options(argv: list[str]) -> tuple[Options, dict[str, str]]:
     for name, env in (("coin", "SIMNET_COIN"), ("emulate", "SIMNET_EMULATE")):
         if name not in sim and os.environ.get(env):
             sim[name] = os.environ[env]
+    program = os.environ.get("SIMNET_PROGRAM", "")
+    if "coin" not in sim and program.endswith("d") and program not in ("bitcoind", ""):
+        sim["coin"] = program[:-1]  # azcoind -> azcoin (simnet.mirror's launchers)
     options = Options(cli=cli)
     if "version" in cli or "help" in cli:
         return options, sim

@@ -29,7 +29,7 @@ from simnet.chain.crypto import AddressError, address_script
 from simnet.chain.errors import RPC_IN_WARMUP, RPC_METHOD_NOT_FOUND, RPC_PARSE_ERROR, RPCError
 from simnet.chain.jsonwire import dumps, loads
 from simnet.chain.methods import METHODS, Ctx, bind_params
-from simnet.chain.params import ChainParams, chain_params
+from simnet.chain.params import ChainParams, chain_params, release_version
 from simnet.chain.wallet import Wallet
 
 FALLBACK_FEE_SAT_VB = 20  # the fixtures' nodes ran with fallbackfee=0.0002
@@ -186,11 +186,11 @@ class Node:
 
     @property
     def version_number(self) -> int:
-        return 300000 if self.params.v30 else 200
+        return release_version(self.params.coin, self.params.emulate)[1]
 
     @property
     def subversion(self) -> str:
-        ver = "30.0.0" if self.params.v30 else "0.2.0"
+        ver = release_version(self.params.coin, self.params.emulate)[0]
         return f"/Satoshi:{ver}(simnet SIMULATION)/"
 
     # --- logging -----------------------------------------------------------------------------
@@ -317,8 +317,9 @@ class Node:
             ),
             flush=True,
         )
+        release = release_version(self.params.coin, self.params.emulate)[0]
         self.log(
-            f"{self.daemon_name} version v{'30.0.0' if self.params.v30 else '0.2.0'} (simnet "
+            f"{self.daemon_name} version v{release} (simnet "
             f"SIMULATION of {self.params.coin} {self.params.network})"
         )
         for warning in self.options.warnings:

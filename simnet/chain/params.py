@@ -57,6 +57,18 @@ class ChainParams:
         return 0 if halvings >= 64 else self.subsidy >> halvings
 
 
+def release_version(coin: str, emulate: str | None = None) -> tuple[str, int]:
+    """("30.2.0", 300200): the release the stand-in plays, from SIMNET_RELEASE_VERSION (set by
+    simnet.mirror's launchers) or the emulated generation's default (30.0.0 / 0.2.0)."""
+    import os
+
+    default = "30.0.0" if (emulate or ("v30" if coin == "bitcoin" else "v23")) == "v30" else "0.2.0"
+    text = os.environ.get("SIMNET_RELEASE_VERSION") or default
+    parts = [int(p) if p.isdigit() else 0 for p in text.lstrip("v").split(".")[:3]]
+    parts += [0] * (3 - len(parts))
+    return ".".join(map(str, parts)), parts[0] * 10000 + parts[1] * 100 + parts[2]
+
+
 def _synthetic_genesis(coin: str, network: str) -> CBlock:
     """A deterministic genesis block for chains whose real genesis we do not carry.
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
+
+import pytest
 
 from simnet.pytest_chain import ChainNode
 
@@ -40,3 +43,38 @@ def test_cli_error_exit_status(chain_node: ChainNode) -> None:
     assert result.stderr == "error code: -8\nerror message:\nBlock height out of range\n"
     result = _cli(chain_node, "stop")
     assert result.stdout == "Bitcoin Core stopping\n"
+
+
+def test_launcher_environment_sets_coin_and_release(tmp_path: object) -> None:
+    """simnet.mirror's launchers export SIMNET_PROGRAM and SIMNET_RELEASE_VERSION."""
+    import os
+
+    env = {**os.environ, "SIMNET_PROGRAM": "azcoind", "SIMNET_RELEASE_VERSION": "0.2.2"}
+    daemon = subprocess.run(
+        [sys.executable, "-m", "simnet.chain", "-version"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env=env,
+    )
+    assert daemon.stdout.startswith("AZCoin daemon version v0.2.2")
+    env = {**os.environ, "SIMNET_PROGRAM": "bitcoin-cli", "SIMNET_RELEASE_VERSION": "30.2"}
+    cli = subprocess.run(
+        [sys.executable, "-m", "simnet.cli", "-version"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env=env,
+    )
+    assert cli.stdout.startswith("Bitcoin Core RPC client version v30.2.0")
+
+
+def test_getnetworkinfo_reports_the_release(
+    start_chain_node: Callable[..., ChainNode], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SIMNET_RELEASE_VERSION", "30.2")
+    info = start_chain_node().rpc("getnetworkinfo")
+    assert info["version"] == 300200
+    assert info["subversion"] == "/Satoshi:30.2.0(simnet SIMULATION)/"
