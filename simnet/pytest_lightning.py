@@ -13,13 +13,14 @@ Every process and port is per test; everything is stopped at teardown.
 
 from __future__ import annotations
 
+import asyncio
 import base64
-import contextlib
 import json
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -57,22 +58,26 @@ class ChainHandle:
     """A bitcoind JSON-RPC endpoint (minichain) with the credentials the stand-ins use."""
 
     def __init__(self, tmp: Path) -> None:
+        # served from a thread of the test process: one process less to start per test
+        from aiohttp import web
+
+        from simnet.lightning.minichain import MiniChain, make_app
+
         self.port = free_port()
         self.user = "lnuser"
         self.password = base64.b16encode(os.urandom(8)).decode()
-        self.log = (tmp / "minichain.log").open("w")
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "simnet.lightning.minichain",
-                str(self.port),
-                self.user,
-                self.password,
-            ],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
+        self.loop = asyncio.new_event_loop()
+        self.runner = web.AppRunner(
+            make_app(MiniChain(), self.user, self.password), access_log=None
         )
+
+        async def serve() -> None:
+            await self.runner.setup()
+            await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+
+        self.loop.run_until_complete(serve())
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
         wait_for(self._up, 15, "minichain")
 
     def _up(self) -> bool:
@@ -127,14 +132,11 @@ class ChainHandle:
         ]
 
     def stop(self) -> None:
-        """Stop the process."""
-        self.proc.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(5)
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
+        """Stop serving and close the loop."""
+        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
 
 
 class StandinChain(ChainHandle):
