@@ -136,8 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         network = "regtest"
     elif opts.get("testnet") == "1":
         network = "test"
-    datadir = Path(opts.get("datadir") or Path.home() / ".bitcoin").expanduser()
-    conf_path = Path(opts.get("conf", "bitcoin.conf")).expanduser()
+    datadir = Path(opts.get("datadir") or Path.home() / f".{coin}").expanduser()
+    conf_path = Path(opts.get("conf", f"{coin}.conf")).expanduser()
     if not conf_path.is_absolute():
         conf_path = datadir / conf_path
     conf = _conf(conf_path, network)

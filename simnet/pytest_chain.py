@@ -92,7 +92,7 @@ class ChainNode:
 
     @property
     def conf_path(self) -> Path:
-        return self.datadir / "bitcoin.conf"
+        return self.datadir / f"{self.coin}.conf"
 
     def _write_conf(self, conf: dict[str, Any]) -> None:
         net_lines = [

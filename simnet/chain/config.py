@@ -266,8 +266,9 @@ def load_options(argv: list[str]) -> tuple[Options, dict[str, str]]:
     options = Options(cli=cli)
     if "version" in cli or "help" in cli:
         return options, sim
-    datadir = Path(options.cli.get("datadir", [""])[-1] or Path.home() / ".bitcoin").expanduser()
-    conf_name = cli.get("conf", ["bitcoin.conf"])[-1]
+    coin = sim.get("coin") or "bitcoin"
+    datadir = Path(options.cli.get("datadir", [""])[-1] or Path.home() / f".{coin}").expanduser()
+    conf_name = cli.get("conf", [f"{coin}.conf"])[-1]
     conf_path = Path(conf_name).expanduser()
     if not conf_path.is_absolute():
         conf_path = datadir / conf_path

@@ -114,7 +114,7 @@ class Node:
             subsidy=int(sim["subsidy-sats"]) if sim.get("subsidy-sats") else None,
             halving_interval=int(sim["halving-interval"]) if sim.get("halving-interval") else None,
         )
-        self.datadir = Path(options.get("datadir") or Path.home() / ".bitcoin").expanduser()
+        self.datadir = Path(options.get("datadir") or Path.home() / f".{coin}").expanduser()
         if not self.datadir.is_dir():
             raise ConfigError(f'Error: Specified data directory "{self.datadir}" does not exist.')
         self.netdir = self.datadir / self.params.net_dir
