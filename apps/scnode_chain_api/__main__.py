@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
         log_level=args.log_level,
         proxy_headers=False,
         server_header=False,
+        # longer than the reverse proxy's and clients' idle pools, so uvicorn never closes a
+        # kept-alive connection just as a client reuses it
+        timeout_keep_alive=75,
     )
     return 0
 
