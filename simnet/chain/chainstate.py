@@ -107,6 +107,7 @@ class ChainState:
         self.utxo: dict[Outpoint, Coin] = {}
         self.by_script: dict[bytes, set[Outpoint]] = {}
         self.tx_block: dict[bytes, tuple[bytes, int]] = {}
+        self.spent_by: dict[Outpoint, bytes] = {}  # confirmed spends on the active chain
         self.prevouts: dict[bytes, list[Coin]] = {}
         self.mempool: dict[bytes, MempoolEntry] = {}
         self.mempool_spends: dict[Outpoint, bytes] = {}
@@ -231,6 +232,7 @@ class ChainState:
                         ok = False
                         break
                     undo.append((op, self._spend_coin(op)))
+                    self.spent_by[op] = txid
                     coins.append(coin)
                 if not ok:
                     break
@@ -252,6 +254,7 @@ class ChainState:
                     self._spend_coin(op)
             for op, coin in reversed(undo):
                 self._add_coin(op, coin)
+                self.spent_by.pop(op, None)
             for tx in entry.block.vtx:
                 self.tx_block.pop(bytes(tx.GetTxid()), None)
             return False
@@ -285,6 +288,7 @@ class ChainState:
                 self.prevouts.pop(txid, None)
         for op, coin in reversed(entry.undo):
             self._add_coin(op, coin)
+            self.spent_by.pop(op, None)
         entry.undo = None
         self.active.pop()
         for tx in entry.block.vtx:

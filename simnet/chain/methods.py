@@ -1698,9 +1698,7 @@ def tx_common(ctx: Ctx, w: Wallet, wtx: WalletTx) -> dict[str, Any]:
     chain = ctx.node.chain
     v30 = ctx.node.params.v30
     depth = w.depth(wtx)
-    out: dict[str, Any] = {
-        "confirmations": depth if depth > 0 or wtx.txid in chain.mempool or not wtx.coinbase else 0
-    }
+    out: dict[str, Any] = {"confirmations": depth}
     if wtx.coinbase:
         out["generated"] = True
     loc = chain.tx_block.get(wtx.txid)
@@ -1715,9 +1713,11 @@ def tx_common(ctx: Ctx, w: Wallet, wtx: WalletTx) -> dict[str, Any]:
     out["txid"] = hexid(wtx.txid)
     if v30:
         out["wtxid"] = hexid(blk.wtxid(wtx.tx))
-    out["walletconflicts"] = []
+    # Conflicts are looked up for unconfirmed and conflicted transactions (README).
+    in_wallet, in_pool = w.conflicts(wtx) if depth <= 0 else ([], [])
+    out["walletconflicts"] = [hexid(t) for t in in_wallet]
     if v30:
-        out["mempoolconflicts"] = []
+        out["mempoolconflicts"] = [hexid(t) for t in in_pool]
     out.update(wtx.comments)
     out["time"] = wtx.time
     out["timereceived"] = wtx.time

@@ -8,6 +8,7 @@ import json
 import os
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +73,7 @@ class WalletTx:
     abandoned: bool = False
     comments: dict[str, str] = field(default_factory=dict)  # Core's mapValue: comment, to
 
-    @property
+    @cached_property
     def tx(self) -> CTransaction:
         return CTransaction.deserialize(self.raw)
 
@@ -349,10 +350,41 @@ class Wallet:
     # --- state of a wallet tx ----------------------------------------------------------------
 
     def depth(self, wtx: WalletTx) -> int:
-        loc = self.chain.tx_block.get(wtx.txid)
-        if loc is None:
+        """Confirmations; negative (as Core) when a confirmed transaction spent its inputs."""
+        chain = self.chain
+        loc = chain.tx_block.get(wtx.txid)
+        if loc is not None:
+            return chain.height - chain.index[loc[0]].height + 1
+        if wtx.coinbase or wtx.txid in chain.mempool:
             return 0
-        return self.chain.height - self.chain.index[loc[0]].height + 1
+        deepest = 0
+        for txin in wtx.tx.vin:
+            spender = chain.spent_by.get((bytes(txin.prevout.hash), txin.prevout.n))
+            if spender is not None and spender != wtx.txid and spender in chain.tx_block:
+                block = chain.index[chain.tx_block[spender][0]]
+                deepest = max(deepest, chain.height - block.height + 1)
+        return -deepest
+
+    def conflicts(self, wtx: WalletTx) -> tuple[list[bytes], list[bytes]]:
+        """(wallet transactions, mempool transactions) spending an input of `wtx`."""
+        if wtx.coinbase:
+            return [], []
+        ops = {(bytes(i.prevout.hash), i.prevout.n) for i in wtx.tx.vin}
+        in_wallet = [
+            other.txid
+            for other in self.txs.values()
+            if other.txid != wtx.txid
+            and not other.coinbase
+            and any((bytes(i.prevout.hash), i.prevout.n) in ops for i in other.tx.vin)
+        ]
+        in_pool = sorted(
+            {
+                rival
+                for op in ops
+                if (rival := self.chain.mempool_spends.get(op)) is not None and rival != wtx.txid
+            }
+        )
+        return in_wallet, in_pool
 
     def in_mempool(self, wtx: WalletTx) -> bool:
         return wtx.txid in self.chain.mempool

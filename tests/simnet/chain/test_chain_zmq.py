@@ -147,3 +147,15 @@ def test_control_reorg_and_double_spend(chain_node: ChainNode, sub: Subscriber) 
         (ds["txid"], "A"),
     ]
     assert chain_node.rpc("getbalances")["mine"]["untrusted_pending"] == 0
+
+
+def test_double_spent_deposit_shows_negative_confirmations(chain_node: ChainNode) -> None:
+    chain_node.rpc("createwallet", "w")
+    deposit = chain_node.rpc("getnewaddress", "member:2")
+    paid = chain_node.pay(deposit, 80_000)
+    assert chain_node.rpc("gettransaction", paid)["confirmations"] == 0
+    chain_node.control("double_spend", txid=paid, mine=True)
+    chain_node.mine(2)
+    tx = chain_node.rpc("gettransaction", paid)
+    assert tx["confirmations"] == -3 and tx["trusted"] is False
+    assert chain_node.rpc("getbalances")["mine"]["untrusted_pending"] == 0
