@@ -1,0 +1,68 @@
+"""Withdrawals through the chain API: at most one payment per idempotency key, even when the
+API dies while the wallet is sending."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from simnet.pytest_chain import ChainNode
+from tests.integration.chain_api.handle import ChainApi
+
+
+def test_send_happens_once_per_idempotency_key(
+    funded_node: ChainNode, start_chain_api: Callable[..., ChainApi]
+) -> None:
+    api = start_chain_api(funded_node)
+    target = funded_node.rpc("getnewaddress", wallet="wallet")
+    body = {"address": target, "amount_sats": 150_000, "idempotency_key": "withdrawal-0001"}
+    with api.client("send") as client:
+        first = client.post("/v1/send", json=body)
+        assert first.status_code == 201, first.text
+        again = client.post("/v1/send", json=body)
+        assert again.status_code == 200
+        assert again.json() == {**first.json(), "replayed": True}
+        changed = client.post("/v1/send", json={**body, "amount_sats": 150_001})
+        assert changed.status_code == 409
+        too_much = {**body, "amount_sats": 10**15, "idempotency_key": "withdrawal-0002"}
+        broke = client.post("/v1/send", json=too_much)
+        assert broke.status_code == 409
+        assert "insufficient funds" in broke.json()["detail"]
+        bad = {**body, "address": "bcrt1qnotanaddressatall0000", "idempotency_key": "w-0003xx"}
+        assert client.post("/v1/send", json=bad).status_code == 422
+    sends = [
+        t
+        for t in funded_node.rpc("listtransactions", "*", 100, wallet="wallet")
+        if t["category"] == "send" and t.get("comment") == "scnode-send:withdrawal-0001"
+    ]
+    assert len({t["txid"] for t in sends}) == 1
+
+
+def test_a_send_whose_answer_was_lost_is_found_not_repeated(
+    funded_node: ChainNode, start_chain_api: Callable[..., ChainApi]
+) -> None:
+    """The API was killed after the wallet sent but before it recorded the txid."""
+    api = start_chain_api(funded_node)
+    target = funded_node.rpc("getnewaddress", wallet="wallet")
+    body = {"address": target, "amount_sats": 90_000, "idempotency_key": "withdrawal-lost-1"}
+    # make the wallet slow to answer so the API dies while the send is in flight
+    funded_node.stall(seconds=1.5, method="sendtoaddress")
+    with api.client("send") as client, pytest.raises(httpx.HTTPError):
+        client.post("/v1/send", json=body, timeout=0.5)
+    api.kill9()
+    time.sleep(1.5)  # the daemon finished the send meanwhile
+    api.start()
+    with api.client("send") as client:
+        retry = client.post("/v1/send", json=body)
+        assert retry.status_code == 200, retry.text
+        assert retry.json()["replayed"] is True
+    comment = "scnode-send:withdrawal-lost-1"
+    sends = {
+        t["txid"]
+        for t in funded_node.rpc("listtransactions", "*", 100, wallet="wallet")
+        if t["category"] == "send" and t.get("comment") == comment
+    }
+    assert sends == {retry.json()["txid"]}
