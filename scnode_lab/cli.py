@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 
-from scnode_lab import image
+from scnode_lab import image, mirror
 from scnode_lab.lab import DEFAULT_NAME, DEFAULT_SUBNET, Lab, lab_spec, running_labs
 from scnode_lab.process import LabError
 from scnode_lab.settings import LabPaths
@@ -123,6 +123,7 @@ def _status(paths: LabPaths, name: str | None, *, as_json: bool) -> int:
                 "up": True,
                 "subnet": str(state.spec.subnet),
                 "inventory": str(lab.inventory_path),
+                "mirror": (mirror.info(lab.state_dir) or {}).get("url"),
                 "hosts": [asdict(h) for h in hosts],
             }
         )
@@ -150,3 +151,5 @@ def _print_lab(lab: dict[str, object]) -> None:
             f"{'yes' if host['ssh'] else 'NO':<5} {host['system_state']:<12} {pss}"
         )
     print(f"  log in: python -m scnode_lab ssh --name {lab['name']} <host>")
+    if lab.get("mirror"):
+        print(f"  release mirror (SIMULATION archives): {lab['mirror']} inside the lab")

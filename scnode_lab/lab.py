@@ -22,7 +22,7 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any
 
-from scnode_lab import container, image, inventory, network
+from scnode_lab import container, image, inventory, mirror, network
 from scnode_lab.process import LabError, TrackedProcess, run
 from scnode_lab.settings import LabPaths
 from scnode_lab.ssh import ensure_key, ssh_argv, wait_ready
@@ -254,9 +254,13 @@ class Lab:
                         f"it runs image {state.image_key}, the package list now gives {current}:"
                         f" `down --name {self.name}` and `up` again to use it"
                     )
+                mirror.ensure(self.name, self.state_dir, spec.gateway)
                 return state
             self._teardown(state)
-            return self._start(spec, timeout)
+            state = self._start(spec, timeout)
+            url = mirror.ensure(self.name, self.state_dir, spec.gateway)
+            _say(f"release mirror (SIMULATION archives) at {url} inside the lab")
+            return state
 
     def _claim(self, spec: LabSpec, image_key: str) -> LabState:
         """Record the new lab, refusing a subnet another lab uses. Two labs on one subnet
@@ -361,6 +365,7 @@ class Lab:
         return [ns for ns in network.list_netns() if ns == lab_ns or ns.startswith(lab_ns + ".")]
 
     def _teardown(self, state: LabState | None) -> None:
+        mirror.stop(self.state_dir)
         if state is not None:
             with ThreadPoolExecutor(max_workers=max(1, len(state.hosts))) as pool:
                 # SIGTERM makes nspawn shut the container down cleanly (systemd halts).
