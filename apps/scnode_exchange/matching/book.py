@@ -121,7 +121,8 @@ class OrderBook:
         self.next_seq = seq + 1
         return seq
 
-    def _validate(self, req: OrderRequest) -> RejectReason | None:
+    def validate(self, req: OrderRequest) -> RejectReason | None:
+        """Why ``place`` would refuse ``req`` before matching (None: it would not)."""
         spec = self.spec
         if req.order_id in self._orders:
             return RejectReason.DUPLICATE_ORDER
@@ -139,7 +140,7 @@ class OrderBook:
 
     def place(self, req: OrderRequest) -> list[Event]:
         """Validate, match and (GTC remainder) rest one order; returns the events in order."""
-        reason = self._validate(req)
+        reason = self.validate(req)
         if reason is not None:
             return [Rejected(self._seq(), req.order_id, reason)]
         buy = req.side is Side.BUY
@@ -226,6 +227,10 @@ class OrderBook:
             insort(self._keys[order.side], order.price if order.side is Side.BUY else -order.price)
         level[order.order_id] = order
         self._orders[order.order_id] = order
+
+    def reject(self, order_id: int, reason: RejectReason) -> list[Event]:
+        """Record a refusal decided by the caller (e.g. insufficient funds) in the sequence."""
+        return [Rejected(self._seq(), order_id, reason)]
 
     def cancel(self, order_id: int, reason: CancelReason = CancelReason.REQUESTED) -> list[Event]:
         """Take a resting order off the book."""

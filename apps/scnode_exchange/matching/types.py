@@ -49,6 +49,9 @@ class RejectReason(StrEnum):
     DUPLICATE_ORDER = "duplicate_order_id"
     UNKNOWN_ORDER = "unknown_order"
     INVALID_ORDER = "invalid_order"
+    # decided outside the engine (the ledger), reported through it so the sequence stays whole
+    INSUFFICIENT_FUNDS = "insufficient_funds"
+    MEMBER_FROZEN = "member_frozen"
 
 
 class CancelReason(StrEnum):

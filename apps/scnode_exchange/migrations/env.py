@@ -5,7 +5,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
-import scnode_exchange.ledger.models  # noqa: F401  (registers the ledger tables)
+import scnode_exchange.ledger.models
+import scnode_exchange.trading.models  # noqa: F401  (importing registers the tables)
 from scnode_exchange.db import Base, make_engine
 
 target_metadata = Base.metadata

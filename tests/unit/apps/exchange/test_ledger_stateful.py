@@ -199,7 +199,8 @@ def test_ledger_invariants_under_random_operations(sessions: sessionmaker[Sessio
     run_state_machine_as_test(
         _ledger_machine(sessions),
         settings=settings(
-            max_examples=15,
+            # PostgreSQL round trips cost more: fewer examples keep the file well under 60 s
+            max_examples=15 if sessions.kw["bind"].dialect.name == "sqlite" else 10,
             stateful_step_count=20,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],

@@ -6,6 +6,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
+import scnode_exchange.ledger.models
+import scnode_exchange.trading.models  # noqa: F401  (the models the schema must match)
 from scnode_exchange.db import Base, make_engine, upgrade
 
 
@@ -20,6 +22,7 @@ def test_upgrade_head_on_empty_database_matches_the_models(exchange_db_url: str)
     finally:
         engine.dispose()
     assert diff == []
+    assert {"accounts", "postings", "holds", "orders", "trades"} <= set(Base.metadata.tables)
     assert set(Base.metadata.tables) <= tables
     assert "alembic_version" in tables
 
