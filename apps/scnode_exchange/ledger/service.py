@@ -233,11 +233,12 @@ class Ledger:
                     f"hold {hold_id} cannot pay {amount} (remaining {hold.remaining})"
                 )
 
-        members = self._members(accounts.values())
-        for account_id, debit in free_debit.items():
+        member_debits = [i for i in free_debit if accounts[i].member_id is not None]
+        members = self._members(accounts[i] for i in member_debits) if member_debits else {}
+        for account_id in member_debits:
+            debit = free_debit[account_id]
             account = accounts[account_id]
-            if account.member_id is None:
-                continue
+            assert account.member_id is not None
             if members[account.member_id].frozen and not allow_frozen:
                 raise MemberFrozenError(f"member {account.member_id} is frozen")
             # credits in the same entry do not count: a debit is covered by what was there
@@ -260,12 +261,14 @@ class Ledger:
             if account.is_member and not (0 <= account.reserved <= account.balance):
                 raise InsufficientFundsError(f"account {account.id} would hold more than it has")
 
-        entry = JournalEntry(kind=kind, reason=reason, reference=reference, actor=actor)
-        self.session.add(entry)
-        self.session.flush()
-        self.session.add_all(
-            Posting(entry_id=entry.id, account_id=leg.account_id, amount=leg.amount) for leg in legs
+        entry = JournalEntry(
+            kind=kind,
+            reason=reason,
+            reference=reference,
+            actor=actor,
+            postings=[Posting(account_id=leg.account_id, amount=leg.amount) for leg in legs],
         )
+        self.session.add(entry)
         self.session.flush()
         return entry
 

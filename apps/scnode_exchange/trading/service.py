@@ -82,6 +82,9 @@ class Exchange:
         self.sessions = sessions
         self.markets = {spec.symbol: spec for spec in markets}
         self.books: dict[str, OrderBook] = {}
+        # account ids never change once created: look each up once
+        self._member_accounts: dict[tuple[int, str], int] = {}
+        self._fee_accounts: dict[str, int] = {}
         self._lock = threading.Lock()
         with self._lock:
             for symbol in self.markets:
@@ -183,7 +186,7 @@ class Exchange:
         asset, amount = hold_amount(spec, req.side, req.price, req.quantity)
         try:
             hold = ledger.reserve(
-                ledger.member_account(req.member_id, asset),
+                self._account_id(ledger, req.member_id, asset),
                 amount,
                 f"order {req.order_id} on {spec.symbol}",
                 reference=f"order:{req.order_id}",
@@ -234,6 +237,19 @@ class Exchange:
         if hold is not None and hold.is_open and hold.remaining:
             ledger.release(hold)
 
+    def _account_id(self, ledger: Ledger, member_id: int, asset: str) -> int:
+        key = (member_id, asset)
+        found = self._member_accounts.get(key)
+        if found is None:
+            found = self._member_accounts[key] = ledger.member_account(member_id, asset).id
+        return found
+
+    def _fee_account_id(self, ledger: Ledger, asset: str) -> int:
+        found = self._fee_accounts.get(asset)
+        if found is None:
+            found = self._fee_accounts[asset] = ledger.system_account(FEES, asset).id
+        return found
+
     def _post_fill(
         self,
         session: Session,
@@ -245,17 +261,14 @@ class Exchange:
     ) -> None:
         assert buy.hold_id is not None and sell.hold_id is not None
         quote, base = spec.quote, spec.base
-        buyer_quote = ledger.member_account(buy.member_id, quote).id
-        buyer_base = ledger.member_account(buy.member_id, base).id
-        seller_quote = ledger.member_account(sell.member_id, quote).id
-        seller_base = ledger.member_account(sell.member_id, base).id
+        account = self._account_id
         legs = [
-            Leg(buyer_quote, -fill.quote_amount, buy.hold_id),
-            Leg(seller_quote, fill.quote_amount - fill.seller_fee),
-            Leg(ledger.system_account(FEES, quote).id, fill.seller_fee),
-            Leg(seller_base, -fill.base_amount, sell.hold_id),
-            Leg(buyer_base, fill.base_amount - fill.buyer_fee),
-            Leg(ledger.system_account(FEES, base).id, fill.buyer_fee),
+            Leg(account(ledger, buy.member_id, quote), -fill.quote_amount, buy.hold_id),
+            Leg(account(ledger, sell.member_id, quote), fill.quote_amount - fill.seller_fee),
+            Leg(self._fee_account_id(ledger, quote), fill.seller_fee),
+            Leg(account(ledger, sell.member_id, base), -fill.base_amount, sell.hold_id),
+            Leg(account(ledger, buy.member_id, base), fill.base_amount - fill.buyer_fee),
+            Leg(self._fee_account_id(ledger, base), fill.buyer_fee),
         ]
         entry = ledger.post(
             "trade",
