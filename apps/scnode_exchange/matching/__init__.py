@@ -2,6 +2,7 @@
 
 from scnode_exchange.matching.book import BookSnapshot, OrderBook
 from scnode_exchange.matching.types import (
+    BIGINT_MAX,
     Accepted,
     Cancelled,
     CancelReason,
@@ -20,6 +21,7 @@ from scnode_exchange.matching.types import (
 )
 
 __all__ = [
+    "BIGINT_MAX",
     "Accepted",
     "BookSnapshot",
     "CancelReason",

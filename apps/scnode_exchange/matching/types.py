@@ -62,6 +62,9 @@ class CancelReason(StrEnum):
     SELF_TRADE = "self_trade_prevention"
 
 
+BIGINT_MAX = 2**63 - 1
+
+
 def ceil_fee(amount: int, bps: int) -> int:
     """The fee on ``amount`` at ``bps`` basis points, rounded up (exchange's favour)."""
     return -((-amount * bps) // 10_000)
@@ -78,14 +81,19 @@ class MarketSpec:
     tick: int
     maker_fee_bps: int = 0
     taker_fee_bps: int = 0
-    max_quantity: int = 10**12
-    max_price: int = 10**12
+    max_quantity: int = 10**9
+    max_price: int = 10**9
 
     def __post_init__(self) -> None:
         for name in ("lot_size", "tick"):
             value = getattr(self, name)
             if type(value) is not int or value <= 0:
                 raise ValueError(f"{name} must be a positive integer")
+        # every amount must fit the database's BIGINT, whatever order passes validation
+        if self.max_price * self.max_quantity > BIGINT_MAX or (
+            self.max_quantity * self.lot_size > BIGINT_MAX
+        ):
+            raise ValueError("max_price/max_quantity/lot_size allow amounts beyond BIGINT")
         for name in ("maker_fee_bps", "taker_fee_bps"):
             value = getattr(self, name)
             if type(value) is not int or not 0 <= value <= 10_000:

@@ -30,6 +30,7 @@ from scnode_exchange.ledger import (
 )
 from scnode_exchange.ledger.models import Hold
 from scnode_exchange.matching import (
+    BIGINT_MAX,
     Accepted,
     Cancelled,
     Done,
@@ -116,7 +117,13 @@ class Exchange:
         tif: TimeInForce = TimeInForce.GTC,
     ) -> PlaceResult:
         """Place an order for ``member_id``; see the module docstring for what happens."""
-        spec = self.markets[market]
+        spec = self.markets.get(market)
+        if spec is None:
+            raise ValueError(f"unknown market {market!r}")
+        for name, value in (("price", price), ("quantity", quantity)):
+            # refuse before anything is stored: amounts are integers that fit a BIGINT
+            if type(value) is not int or not -BIGINT_MAX <= value <= BIGINT_MAX:
+                raise ValueError(f"{name} must be an integer, got {value!r}")
         with self._lock:
             book = self.books[market]
             try:

@@ -162,7 +162,8 @@ def test_self_trade_prevention_cancels_the_resting_order_and_continues() -> None
         (-10, 1, RejectReason.INVALID_PRICE),
         (1000, 0, RejectReason.INVALID_QUANTITY),
         (1000, -3, RejectReason.INVALID_QUANTITY),
-        (1000, 10**13, RejectReason.INVALID_QUANTITY),
+        (1000, 10**9 + 1, RejectReason.INVALID_QUANTITY),
+        (10**9 + 10, 1, RejectReason.INVALID_PRICE),
     ],
 )
 def test_tick_and_lot_validation(price: int, qty: int, reason: RejectReason) -> None:

@@ -139,6 +139,24 @@ def test_invalid_tick_is_rejected_and_stored(sessions: Sessions, exchange: Excha
         assert s.get(Order, result.order_id).status == REJECTED  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize("price", [1000.0, "1000", 2**70])
+def test_non_integer_or_oversized_amounts_are_refused_before_storing(
+    sessions: Sessions, exchange: Exchange, price: object
+) -> None:
+    alice = fund(sessions, "alice", SATS=10_000)
+    with pytest.raises(ValueError, match="integer"):
+        exchange.place_order(alice, "AZC/SATS", BUY, price, 1)  # type: ignore[arg-type]
+    with sessions.begin() as s:
+        assert s.scalar(select(func.count(Order.id))) == 0
+    with pytest.raises(ValueError, match="unknown market"):
+        exchange.place_order(alice, "BTC/USD", BUY, 1000, 1)
+
+
+def test_market_limits_keep_every_amount_within_bigint() -> None:
+    with pytest.raises(ValueError, match="BIGINT"):
+        MarketSpec("X/SATS", "X", SATS, lot_size=10**8, tick=1, max_quantity=10**12)
+
+
 def test_post_only_that_would_take_releases_its_reservation(
     sessions: Sessions, exchange: Exchange
 ) -> None:
