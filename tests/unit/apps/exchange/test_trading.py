@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 
 import pytest
 from sqlalchemy import func, select
@@ -285,3 +286,38 @@ def test_random_operations_keep_the_books_and_the_ledger_exact(
         if step % 100 == 0:
             audit(sessions, exchange)
     assert fills > 50  # the mix really trades
+
+
+def test_concurrent_callers_keep_book_and_ledger_consistent(
+    sessions: Sessions, exchange: Exchange
+) -> None:
+    """Four threads place and cancel at once (as API workers would): the exchange serializes
+    them, the audit stays clean and the stored book equals the one in memory."""
+    members = [fund(sessions, f"c{i}", SATS=2_000_000, AZC=2_000_000_000) for i in range(4)]
+    errors: list[BaseException] = []
+
+    def worker(member: int, seed: int) -> None:
+        rng = random.Random(seed)
+        try:
+            for _ in range(40):
+                side = rng.choice([BUY, SELL])
+                result = exchange.place_order(
+                    member, "AZC/SATS", side, (100 + rng.randint(-2, 2)) * 10, rng.randint(1, 9)
+                )
+                if result.status == OPEN and rng.random() < 0.3:
+                    try:
+                        exchange.cancel_order(member, result.order_id)
+                    except OrderNotFoundError:  # another thread's order filled it meanwhile
+                        assert result.order_id not in exchange.books["AZC/SATS"]
+        except BaseException as exc:  # reported below; a thread must not swallow it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(m, i)) for i, m in enumerate(members)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with sessions.begin() as s:
+        assert (s.scalar(select(func.count(Trade.id))) or 0) > 0
+    audit(sessions, exchange)
