@@ -189,12 +189,14 @@ def _mirror() -> dict[str, Any]:
 
 
 def _converge(bitcoin: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """Re-run converge.yml with these bitcoin overrides, as an operator would."""
+    """Re-run converge.yml with these bitcoin overrides, as an operator would (JSON output)."""
     ephemeral = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
     env = dict(os.environ)
     env["ANSIBLE_COLLECTIONS_PATH"] = str(PROJECT / "collections")
     env["ANSIBLE_CONFIG"] = str(PROJECT / "ansible.cfg")
+    env["ANSIBLE_STDOUT_CALLBACK"] = "ansible.builtin.json"
     env["ANSIBLE_NOCOLOR"] = "1"
+    env["ANSIBLE_FORCE_COLOR"] = "0"
     return subprocess.run(
         [
             "ansible-playbook",
@@ -209,6 +211,19 @@ def _converge(bitcoin: dict[str, str]) -> subprocess.CompletedProcess[str]:
         env=env,
         timeout=900,
     )
+
+
+def _failure_messages(run: subprocess.CompletedProcess[str]) -> str:
+    """The messages of the failed tasks of a run, whitespace-normalised."""
+    report = json.loads(run.stdout)
+    messages = [
+        result.get("msg", "")
+        for play in report["plays"]
+        for task in play["tasks"]
+        for result in task["hosts"].values()
+        if result.get("failed")
+    ]
+    return " ".join(" ".join(messages).split())
 
 
 @pytest.fixture
@@ -235,9 +250,9 @@ def test_sha256sums_not_matching_the_pin_is_refused(host: Any) -> None:
     wrong_pin = mirror["chain_node_test_sums"]["bitcoin-30.1"]
     run = _converge({"version": "30.2", "sha256sums_sha256": wrong_pin})
     assert run.returncode != 0
-    out = " ".join(run.stdout.split())
+    out = _failure_messages(run)
     assert "refusing to install bitcoin 30.2" in out
-    assert "does not match the pinned hash chain_node_sha256sums_sha256" in out
+    assert "does not match the pinned hash chain_node_sha256sums_sha256" in out, out
     assert not host.file("/var/cache/scnode/chain_node/bitcoin/30.2/SHA256SUMS").exists
     _nothing_of_30_2(host)
 
@@ -248,15 +263,15 @@ def test_tampered_archive_is_refused(host: Any) -> None:
     run = _converge(
         {
             "version": "30.2",
-            "download_base_url": mirror["chain_node_test_mirror_url"]
+            "download_base_url": mirror["chain_node_test_tampered_url"]
             + "/tampered/bin/bitcoin-core-{version}",
             "sha256sums_sha256": mirror["chain_node_test_sums"]["bitcoin-30.2"],
         }
     )
     assert run.returncode != 0
-    out = " ".join(run.stdout.split())
+    out = _failure_messages(run)
     assert "refusing to install bitcoin 30.2" in out
-    assert "bitcoin-30.2-x86_64-linux-gnu.tar.gz does not match its SHA256SUMS entry" in out
+    assert "bitcoin-30.2-x86_64-linux-gnu.tar.gz does not match its SHA256SUMS entry" in out, out
     _nothing_of_30_2(host)
 
 
