@@ -85,7 +85,8 @@ lab-image: setup  ## build (or reuse the cached) Debian 13 image of the test hos
 
 .PHONY: pytest
 pytest: setup lab-image  ## unit, integration and test-host tests
-	$(BIN)/pytest -q tests
+	$(BIN)/pytest -q -n 2 --dist loadfile -m "not testhosts" tests
+	$(BIN)/pytest -q -m testhosts tests
 
 .PHONY: molecule
 molecule: setup lab-image  ## converge every role's molecule scenario on test hosts
