@@ -84,8 +84,9 @@ lab-image: setup  ## build (or reuse the cached) Debian 13 image of the test hos
 	$(PY) -m scnode_lab image
 
 .PHONY: pytest
-pytest: setup lab-image  ## unit, integration and test-host tests
-	$(BIN)/pytest -q -n 2 --dist loadfile -m "not testhosts" tests
+pytest: setup lab-image  ## unit, integration and test-host tests (ledger tests on SQLite and PostgreSQL)
+	SCNODE_TEST_POSTGRES_URL="$$(tests/postgres.sh)" \
+		$(BIN)/pytest -q -n 2 --dist loadfile -m "not testhosts" tests
 	$(BIN)/pytest -q -m testhosts tests
 
 .PHONY: molecule
