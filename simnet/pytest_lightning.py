@@ -17,9 +17,11 @@ import asyncio
 import base64
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -237,8 +239,23 @@ class LightningNodeHandle:
             raise RuntimeError(
                 f"lightning stand-in exited: {(self.base / 'stdout.log').read_text()}"
             )
-        wait_for(self._control_up, 10, "control API")
+        try:
+            wait_for(
+                lambda: self._control_up() or self.proc is None or self.proc.poll() is not None,
+                20,
+                "control API",
+            )
+        except TimeoutError:
+            raise TimeoutError(
+                f"control API of the lightning stand-in not up: {self.log_tail()}"
+            ) from None
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"lightning stand-in exited: {self.log_tail()}")
         self._rpc = None
+
+    def log_tail(self, lines: int = 30) -> str:
+        text = (self.base / "stdout.log").read_text(errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
 
     def _control_up(self) -> bool:
         try:
@@ -395,18 +412,28 @@ def ln_chain(tmp_path: Path) -> Iterator[ChainHandle]:
 
 
 @pytest.fixture
+def ln_dir() -> Iterator[Path]:
+    """A short base directory for lightning dirs: the RPC socket path must fit a unix socket
+    address (108 bytes), as with the real lightningd, and pytest's tmp_path under xdist
+    (``…/popen-gw0/test_name0/…``) does not."""
+    path = Path(tempfile.mkdtemp(prefix="ln-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
 def start_lightning_node(
-    tmp_path: Path, ln_chain: ChainHandle
+    ln_dir: Path, ln_chain: ChainHandle
 ) -> Iterator[Callable[..., LightningNodeHandle]]:
     """Factory: start_lightning_node(alias="node", role="node", zmq=True, ...) → handle."""
     started: list[LightningNodeHandle] = []
 
     def start(alias: str = "node", **kw: Any) -> LightningNodeHandle:
-        base = tmp_path / f"ln-{alias}"
+        base = ln_dir / alias
         suffix = 1
         while base.exists():  # the same alias twice in one test gets its own directory
             suffix += 1
-            base = tmp_path / f"ln-{alias}-{suffix}"
+            base = ln_dir / f"{alias}-{suffix}"
         base.mkdir()
         handle = LightningNodeHandle(base, ln_chain, alias=alias, **kw)
         started.append(handle)

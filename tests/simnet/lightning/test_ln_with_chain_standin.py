@@ -11,14 +11,14 @@ from simnet.pytest_lightning import LightningNodeHandle, StandinChain, open_chan
 
 
 def test_follows_chain_standin_funds_and_opens_a_channel(
-    start_chain_node: Callable[..., Any], tmp_path: Path
+    start_chain_node: Callable[..., Any], ln_dir: Path
 ) -> None:
     chain = StandinChain(start_chain_node())
     chain.mine(101)
     handles = []
     try:
         for alias, role in (("hub", "hub"), ("node", "node")):
-            base = tmp_path / alias
+            base = ln_dir / alias
             base.mkdir()
             handles.append(LightningNodeHandle(base, chain, alias=alias, role=role, zmq=False))
         hub, node = handles
