@@ -214,3 +214,46 @@ def test_upstream_master_api_paths_answer_with_keys(
         assert any(r["mature"] for r in rewards) and any(not r["mature"] for r in rewards)
         summary = client.get("/v1/btc/wallet/summary").json()
         assert summary["trusted_sats"] > 0
+
+
+def test_server_sent_events_stream_deposits_with_ids(
+    funded_node: ChainNode, start_chain_api: Callable[..., ChainApi]
+) -> None:
+    """Upstream master-api clients read /v1/events/stream (SSE); ids let them resume."""
+    api = start_chain_api(funded_node)
+    with api.client("deposit") as client:
+        address = client.post("/v1/members/sse1/addresses").json()["address"]
+    assert httpx.get(f"{api.url}/v1/events/stream").status_code == 401
+    with (
+        httpx.Client(base_url=api.url, headers=api.headers(), timeout=15) as client,
+        client.stream("GET", "/v1/events/stream") as stream,
+    ):
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        txid = funded_node.pay(address, 33_000)
+        event_id = kind = None
+        for line in stream.iter_lines():
+            if line.startswith("id: "):
+                event_id = int(line[4:])
+            elif line.startswith("event: "):
+                kind = line[7:]
+            elif line.startswith("data: ") and kind == "wallet_tx":
+                data = json.loads(line[6:])
+                if data["data"]["txid"] == txid:
+                    assert data["id"] == event_id
+                    assert data["data"]["amount_sats"] == 33_000
+                    break
+
+
+def test_upstream_send_path_is_the_same_idempotent_send(
+    funded_node: ChainNode, start_chain_api: Callable[..., ChainApi]
+) -> None:
+    api = start_chain_api(funded_node)
+    target = funded_node.rpc("getnewaddress", wallet="wallet")
+    body = {"address": target, "amount_sats": 12_345, "idempotency_key": "upstream-send-1"}
+    assert httpx.post(f"{api.url}/v1/tx/send", json=body).status_code == 401
+    with api.client("send") as client:
+        first = client.post("/v1/tx/send", json=body)
+        assert first.status_code == 201, first.text
+        again = client.post("/v1/send", json=body)
+        assert again.json()["txid"] == first.json()["txid"]
+        assert again.json()["replayed"] is True
