@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import socket
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+from aiohttp import web
 
 from scnode_core.chain_rpc import (
     ChainAuthError,
@@ -33,23 +35,45 @@ def _fixture(chain_dir: str, name: str) -> dict[str, Any]:
     return data
 
 
-def _replay(fixture: dict[str, Any], seen: list[httpx.Request]) -> httpx.MockTransport:
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        headers = {k: v for k, v in fixture["response_headers"].items() if k != "Content-Length"}
-        return httpx.Response(
-            fixture["http_status"], content=fixture["response_raw"].encode(), headers=headers
-        )
-
-    return httpx.MockTransport(handler)
+@dataclass
+class Seen:
+    path: str
+    body: bytes
 
 
 async def _call(
     fixture: dict[str, Any], method: str, *params: Any, wallet: str | None = None
-) -> tuple[Any, list[httpx.Request]]:
-    seen: list[httpx.Request] = []
-    async with ChainRpcClient(ENDPOINT, transport=_replay(fixture, seen)) as client:
-        return await client.call(method, *params, wallet=wallet), seen
+) -> tuple[Any, list[Seen]]:
+    """Serve the recorded response from a real HTTP server on loopback and call it."""
+    seen: list[Seen] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append(Seen(request.path, await request.read()))
+        headers = {
+            k: v
+            for k, v in fixture["response_headers"].items()
+            if k not in ("Content-Length", "Content-Type")
+        }
+        content_type = fixture["response_headers"].get("Content-Type", "application/json")
+        return web.Response(
+            status=fixture["http_status"],
+            body=fixture["response_raw"].encode(),
+            headers={**headers, "Content-Type": content_type},
+        )
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    endpoint = RpcEndpoint(f"http://127.0.0.1:{port}", ENDPOINT.user, ENDPOINT.password)
+    try:
+        async with ChainRpcClient(endpoint) as client:
+            return await client.call(method, *params, wallet=wallet), seen
+    finally:
+        await runner.cleanup()
 
 
 @pytest.mark.anyio
@@ -59,8 +83,8 @@ async def test_success_keeps_amounts_exact() -> None:
     trusted = result["mine"]["trusted"]
     assert isinstance(trusted, Decimal)
     assert to_sats(trusted) == int(Decimal(str(trusted)) * 100_000_000)
-    assert seen[0].url.path == "/wallet/wallet"
-    body = json.loads(seen[0].content)
+    assert seen[0].path == "/wallet/wallet"
+    body = json.loads(seen[0].body)
     assert body["method"] == "getbalances"
     assert body["jsonrpc"] == "1.0"
 
@@ -117,20 +141,21 @@ async def test_warming_up_is_its_own_exception() -> None:
 
 @pytest.mark.anyio
 async def test_unreachable_daemon_is_unavailable() -> None:
-    def refuse(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("connection refused", request=request)
-
-    client = ChainRpcClient(ENDPOINT, transport=httpx.MockTransport(refuse))
-    with pytest.raises(ChainUnavailableError, match="cannot reach"):
-        await client.call("getblockcount")
-    await client.aclose()
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    endpoint = RpcEndpoint(f"http://127.0.0.1:{port}", "satoshi", "pw-never-shown")
+    async with ChainRpcClient(endpoint) as client:
+        with pytest.raises(ChainUnavailableError, match="cannot reach") as caught:
+            await client.call("getblockcount")
+    assert "pw-never-shown" not in str(caught.value)
 
 
 @pytest.mark.anyio
 async def test_amount_parameters_are_sent_exactly() -> None:
     fixture = _fixture("bitcoind-v30", "027_sendtoaddress.json")
     _, seen = await _call(fixture, "sendtoaddress", "bcrt1qxyz", from_sats(123_456_789))
-    assert b'"1.23456789"' in seen[0].content
+    assert b'"1.23456789"' in seen[0].body
 
 
 def test_sats_conversion_refuses_fractions_of_a_sat() -> None:
