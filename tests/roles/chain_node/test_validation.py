@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.roles.validation import assert_outcome, failures_by_host
+
 ROOT = Path(__file__).resolve().parents[3]
 
 # case name → (host vars, None if valid else words the failure message must contain)
@@ -150,15 +152,7 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, An
         cwd=work,
     )
     report = json.loads(run.stdout)
-    result: dict[str, dict[str, Any]] = {name: {"failed": False, "msg": ""} for name in CASES}
-    for play in report["plays"]:
-        for task in play["tasks"]:
-            for host, res in task["hosts"].items():
-                if res.get("failed"):
-                    messages = [res.get("msg", "")]
-                    messages += [item.get("msg", "") for item in res.get("results", [])]
-                    result[host] = {"failed": True, "msg": " ".join(m for m in messages if m)}
-    return result
+    return failures_by_host(report, CASES)
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -166,11 +160,4 @@ def test_settings_are_accepted_or_refused_with_the_variable_named(
     outcomes: dict[str, dict[str, Any]], case: str
 ) -> None:
     _, expected = CASES[case]
-    outcome = outcomes[case]
-    if expected is None:
-        assert not outcome["failed"], outcome["msg"]
-    else:
-        assert outcome["failed"], f"{case} was accepted"
-        message = " ".join(outcome["msg"].split())
-        for words in expected:
-            assert words in message, message
+    assert_outcome(case, outcomes[case], expected)

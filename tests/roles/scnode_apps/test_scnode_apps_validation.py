@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.roles.validation import assert_outcome, failures_by_host
+
 ROOT = Path(__file__).resolve().parents[3]
 BTC = {"chain": "bitcoin", "prefix": "btc", "port": 8401}
 AZ = {"chain": "azcoin", "prefix": "az", "port": 8402}
@@ -93,15 +95,7 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, An
         check=False,
     )
     report = json.loads(run.stdout)
-    result: dict[str, dict[str, Any]] = {name: {"failed": False, "msg": ""} for name in CASES}
-    for play in report["plays"]:
-        for task in play["tasks"]:
-            for host, res in task["hosts"].items():
-                if res.get("failed"):
-                    messages = [res.get("msg", "")]
-                    messages += [item.get("msg", "") for item in res.get("results", [])]
-                    result[host] = {"failed": True, "msg": " ".join(m for m in messages if m)}
-    return result
+    return failures_by_host(report, CASES)
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -109,11 +103,4 @@ def test_instances_are_accepted_or_refused_with_a_reason(
     outcomes: dict[str, dict[str, Any]], case: str
 ) -> None:
     _, expected = CASES[case]
-    outcome = outcomes[case]
-    if expected is None:
-        assert not outcome["failed"], outcome["msg"]
-    else:
-        assert outcome["failed"], f"{case} was accepted"
-        message = " ".join(outcome["msg"].split())
-        for words in expected:
-            assert words in message, message
+    assert_outcome(case, outcomes[case], expected)
