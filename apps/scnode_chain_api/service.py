@@ -135,19 +135,29 @@ class ChainService:
         }
 
     async def address_detail(self, address: str, min_conf: int) -> dict[str, Any]:
-        try:
-            info = await self._w("getaddressinfo", address)
-        except ChainRpcError as exc:
-            if exc.code == -5:
-                raise RequestRefusedError(422, f"not a valid {self.chain} address") from None
-            raise
-        if not info.get("ismine"):
-            raise RequestRefusedError(404, "address does not belong to this node's wallet")
+        # Deposit addresses are known to the watcher; only others cost a getaddressinfo.
+        label = self.watcher.label_of(address)
+        if label is not None:
+            labels = [label]
+        else:
+            try:
+                info = await self._w("getaddressinfo", address)
+            except ChainRpcError as exc:
+                if exc.code == -5:
+                    raise RequestRefusedError(422, f"not a valid {self.chain} address") from None
+                raise
+            if not info.get("ismine"):
+                raise RequestRefusedError(404, "address does not belong to this node's wallet")
+            labels = list(info.get("labels", []))
+        received, confirmed = await asyncio.gather(
+            self._w("getreceivedbyaddress", address, 0),
+            self._w("getreceivedbyaddress", address, min_conf),
+        )
         return {
             "address": address,
-            "labels": list(info.get("labels", [])),
-            "received_sats": to_sats(await self._w("getreceivedbyaddress", address, 0)),
-            "confirmed_sats": to_sats(await self._w("getreceivedbyaddress", address, min_conf)),
+            "labels": labels,
+            "received_sats": to_sats(received),
+            "confirmed_sats": to_sats(confirmed),
             "min_conf": min_conf,
         }
 

@@ -97,6 +97,12 @@ class ChainWatcher:
             for address in by_label:
                 await self.watch(address, label)
 
+    def label_of(self, address: str) -> str | None:
+        """The member label of a watched (deposit) address, without asking the wallet."""
+        script = script_of(address)
+        watched = self._scripts.get(script) if script else None
+        return watched.label if watched is not None and watched.address == address else None
+
     @property
     def watched(self) -> int:
         return len(self._scripts)
