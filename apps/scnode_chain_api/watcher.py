@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 INCOMING = {"receive", "generate", "immature", "orphan"}
 RPC_INVALID_ADDRESS_OR_KEY = -5
+REFRESH_PER_PASS = 50
 
 
 @dataclass(frozen=True)
@@ -225,8 +226,16 @@ class ChainWatcher:
     async def reconcile(self) -> None:
         async with self._lock:
             last = self._store.get_state("last_block") or ""
+            base = ""
+            if last:
+                # One call covers every output whose confirmations can still change: the
+                # wallet's transactions of the last `track` blocks, the mempool and conflicts.
+                # (The first run lists the whole wallet.)
+                start = int(await self._rpc.call("getblockcount")) - self._track
+                if start > 0:
+                    base = str(await self._rpc.call("getblockhash", start))
             result = await self._rpc.call(
-                "listsinceblock", last, 1, True, True, wallet=self._wallet
+                "listsinceblock", base, 1, True, True, wallet=self._wallet
             )
             seen: set[tuple[str, int]] = set()
             for entry in result.get("transactions", []):
@@ -241,9 +250,12 @@ class ChainWatcher:
                 if known is not None and key not in seen:
                     await self._refresh(known)
                     seen.add(key)
-            for out in self._store.open_outputs():
-                if (out.txid, out.vout) not in seen:
-                    await self._refresh(out)
+            # Open outputs the listing did not show (dropped, conflicted, or seen by ZMQ but
+            # unknown to the wallet) are asked about one by one — a bounded number per pass (a
+            # block or the timer), so a burst of them never floods the daemon.
+            missing = [o for o in self._store.open_outputs() if (o.txid, o.vout) not in seen]
+            for out in missing[:REFRESH_PER_PASS]:
+                await self._refresh(out)
             lastblock = str(result["lastblock"])
             if lastblock != last:
                 header = await self._rpc.call("getblockheader", lastblock)
@@ -257,6 +269,9 @@ class ChainWatcher:
             return None
         txid, vout = str(entry["txid"]), int(entry.get("vout", 0))
         confirmations = int(entry.get("confirmations", 0))
+        if confirmations < 0:  # conflicted: a double spend won
+            self._remove(txid, vout, "conflict")
+            return (txid, vout)
         previous = self._store.get_output(txid, vout)
         out = WalletOutput(
             txid=txid,

@@ -1861,7 +1861,8 @@ def listsinceblock(
     txs: list[dict[str, Any]] = []
     for wtx in sorted(w.txs.values(), key=lambda t: t.order):
         d = w.depth(wtx)
-        if since is None or d < depth_limit:
+        # Core compares abs(depth): a conflicted tx (negative depth) only within the window
+        if since is None or abs(d) < depth_limit:
             txs.extend(tx_entries(ctx, w, wtx, label, as_bool(include_change, False)))
     last_height = max(0, chain.height + 1 - target)
     out: dict[str, Any] = {"transactions": txs}

@@ -257,3 +257,19 @@ def test_upstream_send_path_is_the_same_idempotent_send(
         again = client.post("/v1/send", json=body)
         assert again.json()["txid"] == first.json()["txid"]
         assert again.json()["replayed"] is True
+
+
+def test_double_spent_deposit_is_removed_as_a_conflict(
+    funded_node: ChainNode, start_chain_api: Callable[..., ChainApi]
+) -> None:
+    api = start_chain_api(funded_node)
+    with api.client("deposit") as client:
+        address = client.post("/v1/members/ds1/addresses").json()["address"]
+    with _ws(api) as ws:
+        txid = funded_node.pay(address, 64_000)
+        _next_event(ws, "wallet_tx", txid=txid, confirmations=0)
+        funded_node.control("double_spend", txid=txid, mine=True)
+        removed = _next_event(ws, "tx_removed", txid=txid)
+        assert removed["data"]["reason"] == "conflict"
+    with api.client() as client:
+        assert client.get("/v1/members/ds1/addresses").json()["received_sats"] == 0
