@@ -188,14 +188,33 @@ class LightningNodeHandle:
         self.lightning_dir = base / "lightning"
         self.network_dir = self.lightning_dir / "regtest"
         self.rpc_path = self.network_dir / "lightning-rpc"
-        self.peer_port = free_port()
-        self.control_port = free_port()
         self.log_path = base / "lightningd.log"
         self.db_main = base / "db" / "lightningd.sqlite3"
         self.db_backup = base / "backup" / "lightningd.sqlite3"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._rpc: Any = None
+        # free_port() cannot reserve a port: another process may take it before the stand-in
+        # binds it (seen under pytest -n 2). Then start again on fresh ports.
+        for attempt in range(3):
+            self._write_config(chain, zmq, zmq_unset, extra)
+            try:
+                self.start()
+                break
+            except RuntimeError as exc:
+                if "address already in use" not in str(exc).lower() or attempt == 2:
+                    raise
+
+    def _write_config(
+        self, chain: ChainHandle, zmq: bool, zmq_unset: tuple[str, ...], extra: tuple[str, ...]
+    ) -> None:
+        """Pick free ports and write the config file (again, when a port was taken meanwhile)."""
+        (self.base / "stdout.log").unlink(missing_ok=True)
+        self.rpc_path.unlink(missing_ok=True)
+        self.peer_port = free_port()
+        self.control_port = free_port()
         self.zmq_endpoints: dict[str, str] = {}
         lines = [
-            f"alias={alias}",
+            f"alias={self.alias}",
             "network=regtest",
             f"bind-addr=127.0.0.1:{self.peer_port}",
             f"log-file={self.log_path}",
@@ -203,7 +222,7 @@ class LightningNodeHandle:
             f"wallet=sqlite3://{self.db_main}:{self.db_backup}",
             "dev-bitcoind-poll=0.1",
             f"simnet-control=127.0.0.1:{self.control_port}",
-            f"simnet-role={role}",
+            f"simnet-role={self.role}",
         ]
         lines += [a[2:] for a in chain.args()]
         if zmq:
@@ -215,12 +234,9 @@ class LightningNodeHandle:
                 self.zmq_endpoints[option[len("zmq-pub-") :].replace("-", "_")] = endpoint
                 lines.append(f"{option}={endpoint}")
         lines += list(extra)
-        self.conf = base / "config"
+        self.conf = self.base / "config"
         self.conf.write_text("\n".join(lines) + "\n")
         self.args = [f"--conf={self.conf}", f"--lightning-dir={self.lightning_dir}"]
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._rpc: Any = None
-        self.start()
 
     def start(self) -> None:
         """Start (or restart) the process and wait for the RPC socket."""
