@@ -21,7 +21,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,8 @@ from typing import Any
 
 import pytest
 
+from simnet.ports import free_port as free_port
+
 ZMQ_TOPICS = ("hashblock", "hashtx", "rawblock", "rawtx", "sequence")
 
 
@@ -45,12 +46,6 @@ class ChainRPCError(Exception):
         self.code = code
         self.message = message
         self.http_status = http_status
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def make_rpcauth(user: str, password: str) -> str:

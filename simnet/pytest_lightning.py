@@ -18,7 +18,6 @@ import base64
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,15 +32,9 @@ from typing import Any
 import pytest
 
 from simnet.lightning.options import ZMQ_OPTIONS
+from simnet.ports import free_port as free_port
 
 CLZMQ_PLUGIN = "/usr/local/libexec/cl-zmq/cl-zmq.py"
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 10, what: str = "condition") -> Any:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,16 +29,10 @@ from typing import Any
 import pytest
 
 from simnet.cluster.pool import ClusterPool, PoolConfig, monitoring_fetcher
+from simnet.ports import free_port as free_port
 from simnet.translator.config import render_config
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    """A currently free TCP port on 127.0.0.1."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def http_json(url: str, body: dict[str, Any] | None = None, timeout: float = 5.0) -> Any:
