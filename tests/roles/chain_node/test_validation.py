@@ -7,17 +7,12 @@ nothing is downloaded or installed here. Each case checks the outcome a technici
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from tests.roles.validation import assert_outcome, failures_by_host
+from tests.roles.validation import assert_outcome, run_validate
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -117,42 +112,7 @@ PLAYBOOK = """
 def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
     """Per case: {'failed': bool, 'msg': str} from one playbook run over all cases."""
     work = tmp_path_factory.mktemp("chain_node_validation")
-    hosts = {
-        name: {
-            "ansible_connection": "local",
-            "ansible_host": "127.0.0.1",
-            "ansible_python_interpreter": sys.executable,
-            **host_vars,
-        }
-        for name, (host_vars, _) in CASES.items()
-    }
-    (work / "inventory.yml").write_text(yaml.safe_dump({"all": {"hosts": hosts}}))
-    (work / "play.yml").write_text(PLAYBOOK)
-    env = dict(os.environ)
-    env.update(
-        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
-        ANSIBLE_COLLECTIONS_PATH=str(ROOT / "collections"),
-        ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
-        ANSIBLE_LOCAL_TEMP=str(work / "tmp"),
-        ANSIBLE_FORKS="4",
-    )
-    run = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "ansible-playbook"),
-            "-i",
-            str(work / "inventory.yml"),
-            str(work / "play.yml"),
-            "--tags",
-            "validate",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=240,
-        cwd=work,
-    )
-    report = json.loads(run.stdout)
-    return failures_by_host(report, CASES)
+    return run_validate(work, PLAYBOOK, {name: host_vars for name, (host_vars, _) in CASES.items()})
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -7,17 +7,12 @@ installed. Each case checks what a technician would see.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from tests.roles.validation import assert_outcome, failures_by_host
+from tests.roles.validation import assert_outcome, run_validate
 
 ROOT = Path(__file__).resolve().parents[3]
 BTC = {"chain": "bitcoin", "prefix": "btc", "port": 8401}
@@ -65,37 +60,8 @@ PLAYBOOK = """
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
     work = tmp_path_factory.mktemp("scnode_apps_validation")
-    hosts = {
-        name: {
-            "ansible_connection": "local",
-            "ansible_host": "127.0.0.1",
-            "ansible_python_interpreter": sys.executable,
-            "scnode_apps_chain_apis": apis,
-        }
-        for name, (apis, _) in CASES.items()
-    }
-    (work / "inventory.yml").write_text(yaml.safe_dump({"all": {"hosts": hosts}}))
-    (work / "play.yml").write_text(PLAYBOOK)
-    env = dict(os.environ)
-    env.update(
-        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
-        ANSIBLE_COLLECTIONS_PATH=str(ROOT / "collections"),
-        ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
-        ANSIBLE_LOCAL_TEMP=str(work / "tmp"),
-        ANSIBLE_FORKS="4",
-    )
-    argv = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "inventory.yml"]
-    run = subprocess.run(
-        [*argv, "play.yml", "--tags", "validate"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=240,
-        cwd=work,
-        check=False,
-    )
-    report = json.loads(run.stdout)
-    return failures_by_host(report, CASES)
+    cases = {name: {"scnode_apps_chain_apis": apis} for name, (apis, _) in CASES.items()}
+    return run_validate(work, PLAYBOOK, cases)
 
 
 @pytest.mark.parametrize("case", CASES)
