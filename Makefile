@@ -18,6 +18,13 @@ DEB_PACKAGES := python3 python3-venv python3-dev build-essential git rsync opens
 
 COLLECTION_LINK := collections/ansible_collections/satoshiware/scnode
 
+# Hard ceilings (seconds) per test stage: a hang fails that stage loudly, with the stage's name,
+# instead of silently eating CI's whole budget. Each is several times the stage's measured time.
+STAGE_TIMEOUT_PYTEST    ?= 1200
+STAGE_TIMEOUT_TESTHOSTS ?= 1200
+STAGE_TIMEOUT_MOLECULE  ?= 1200
+STAGE := timeout --kill-after=30 --verbose
+
 .PHONY: help
 help:  ## list the targets
 	@grep -E '^[a-z][a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
@@ -85,13 +92,13 @@ lab-image: setup  ## build (or reuse the cached) Debian 13 image of the test hos
 
 .PHONY: pytest
 pytest: setup lab-image  ## unit, integration and test-host tests (ledger tests on SQLite and PostgreSQL)
-	SCNODE_TEST_POSTGRES_URL="$$(tests/postgres.sh)" \
-		$(BIN)/pytest -q -n 2 --dist loadfile -m "not testhosts" tests
-	$(BIN)/pytest -q -m testhosts tests
+	url="$$(timeout 300 tests/postgres.sh)" && SCNODE_TEST_POSTGRES_URL="$$url" \
+		$(STAGE) $(STAGE_TIMEOUT_PYTEST) $(BIN)/pytest -q -n 2 --dist loadfile -m "not testhosts" tests
+	$(STAGE) $(STAGE_TIMEOUT_TESTHOSTS) $(BIN)/pytest -q -m testhosts tests
 
 .PHONY: molecule
 molecule: setup lab-image  ## converge every role's molecule scenario on test hosts
-	tests/molecule.sh
+	$(STAGE) $(STAGE_TIMEOUT_MOLECULE) tests/molecule.sh
 
 .PHONY: build
 build: setup  ## build the collection tarball into dist/
