@@ -1,0 +1,1 @@
+"""HTTP and WebSocket API of the exchange: ``create_app(settings)`` (see ``app.py``)."""

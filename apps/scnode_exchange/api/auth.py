@@ -1,0 +1,167 @@
+"""Who is calling: members (signed session tokens) and the owner (API keys).
+
+Routers depend on ``current_member`` (→ ``MemberPrincipal`` with ``member_id``) and
+``current_owner`` (→ ``OwnerPrincipal`` with ``actor``). Both read what they need from
+``app.state`` (set by ``create_app`` or a test), so a router never knows how login works:
+
+* ``app.state.member_authenticator`` — a ``MemberAuthenticator``; the default,
+  ``SessionTokens``, checks an HMAC-SHA256 signed ``member id + expiry`` token. The dashboards
+  issue replaces *login* (OIDC + TOTP) and keeps issuing these tokens, or swaps the
+  authenticator; the dependency stays.
+* ``app.state.owner_keys`` — a callable returning the ``scnode_core.apikeys.ApiKeyStore`` of
+  the owner's keys; a key needs the ``owner`` scope.
+
+A member token is sent as ``Authorization: Bearer <token>`` or in the ``scnode_session``
+cookie. A cookie-authenticated request that changes something (POST, PUT, PATCH, DELETE) must
+also carry ``X-Requested-With`` (a cross-site form cannot set it without a CORS preflight, which
+this app never grants), so a cookie alone never moves money. No or bad credentials → 401;
+a member token on an owner route → 403.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Protocol
+
+from fastapi import Depends, HTTPException, status
+from starlette.requests import HTTPConnection
+
+from scnode_core.apikeys import ApiKeyStore
+
+SESSION_COOKIE = "scnode_session"
+TOKEN_PREFIX = "scms1"  # noqa: S105  (a format marker, not a secret)
+OWNER_SCOPE = "owner"
+_UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+@dataclass(frozen=True, slots=True)
+class MemberPrincipal:
+    """An authenticated member; every member query is scoped to ``member_id``."""
+
+    member_id: int
+    expires_at: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerPrincipal:
+    """The node's owner (or an owner tool) authenticated by an API key; ``actor`` names the
+    key in the audit log (``owner:<key id>[:<key name>]``)."""
+
+    actor: str
+
+
+class MemberAuthenticator(Protocol):
+    """Turns a presented member token into a principal, or None when it is not valid."""
+
+    def verify(self, token: str) -> MemberPrincipal | None:
+        """The member the token names, or None (bad signature, expired, malformed)."""
+        ...
+
+
+class SessionTokens:
+    """Stateless member session tokens: ``scms1.<member id>.<expiry>.<hmac>``.
+
+    The HMAC-SHA256 key is the node's session secret; changing it ends every session. Tokens
+    carry no balance or role, only who and until when.
+    """
+
+    def __init__(self, secret: bytes, ttl_seconds: int = 12 * 3600) -> None:
+        if len(secret) < 32:
+            raise ValueError("session secret must be at least 32 bytes")
+        self._secret = secret
+        self.ttl_seconds = ttl_seconds
+
+    def _sign(self, payload: str) -> str:
+        digest = hmac.new(self._secret, payload.encode("ascii"), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+    def issue(self, member_id: int, now: float | None = None) -> str:
+        """A token for ``member_id`` valid for ``ttl_seconds`` from ``now``."""
+        if type(member_id) is not int or member_id <= 0:
+            raise ValueError("member_id must be a positive integer")
+        expires = int(now if now is not None else time.time()) + self.ttl_seconds
+        payload = f"{TOKEN_PREFIX}.{member_id}.{expires}"
+        return f"{payload}.{self._sign(payload)}"
+
+    def verify(self, token: str, now: float | None = None) -> MemberPrincipal | None:
+        """The member of a well-signed, unexpired token, else None."""
+        parts = token.split(".")
+        if len(parts) != 4 or parts[0] != TOKEN_PREFIX:
+            return None
+        payload = ".".join(parts[:3])
+        if not hmac.compare_digest(self._sign(payload), parts[3]):
+            return None
+        if not (parts[1].isdigit() and parts[2].isdigit()):
+            return None
+        member_id, expires = int(parts[1]), int(parts[2])
+        if expires <= (now if now is not None else time.time()) or member_id <= 0:
+            return None
+        return MemberPrincipal(member_id, expires)
+
+
+def _bearer(conn: HTTPConnection) -> str | None:
+    header = conn.headers.get("authorization")
+    if header:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    return None
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(
+        status.HTTP_401_UNAUTHORIZED, detail=detail, headers={"WWW-Authenticate": "Bearer"}
+    )
+
+
+def current_member(conn: HTTPConnection) -> MemberPrincipal:
+    """Dependency: the calling member, from a bearer token or the session cookie."""
+    authenticator: MemberAuthenticator = conn.app.state.member_authenticator
+    token = _bearer(conn)
+    from_cookie = False
+    if token is None:
+        token = conn.cookies.get(SESSION_COOKIE)
+        from_cookie = token is not None
+    if not token:
+        raise _unauthorized("member session required (Authorization: Bearer <token>)")
+    principal = authenticator.verify(token)
+    if principal is None:
+        raise _unauthorized("member session not valid (expired or not signed by this node)")
+    method = conn.scope.get("method", "GET")
+    if from_cookie and method in _UNSAFE_METHODS and "x-requested-with" not in conn.headers:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            detail="cookie sessions need the X-Requested-With header to change anything",
+        )
+    return principal
+
+
+def current_owner(conn: HTTPConnection) -> OwnerPrincipal:
+    """Dependency: the owner, from an API key with the ``owner`` scope
+    (``Authorization: Bearer <key>`` or ``X-API-Key``)."""
+    keys: Callable[[], ApiKeyStore] = conn.app.state.owner_keys
+    token = conn.headers.get("x-api-key") or _bearer(conn)
+    if not token:
+        raise _unauthorized("owner API key required (Authorization: Bearer <key>)")
+    principal = keys().authenticate(token)
+    if principal is None:
+        authenticator: MemberAuthenticator = conn.app.state.member_authenticator
+        if authenticator.verify(token) is not None:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, detail="owner route: members refused")
+        raise _unauthorized("owner API key not valid (unknown, revoked or expired)")
+    if OWNER_SCOPE not in principal.scopes:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            detail=f"API key {principal.key_id} lacks the '{OWNER_SCOPE}' scope",
+        )
+    actor = f"owner:{principal.key_id}" + (f":{principal.name}" if principal.name else "")
+    return OwnerPrincipal(actor)
+
+
+MemberDep = Annotated[MemberPrincipal, Depends(current_member)]
+OwnerDep = Annotated[OwnerPrincipal, Depends(current_owner)]

@@ -1,0 +1,111 @@
+"""Settings of the exchange, read from ``SCNODE_EXCHANGE_*`` variables or an env file.
+
+Nested values (markets, chains) are JSON, e.g.
+``SCNODE_EXCHANGE_MARKETS='[{"symbol": "AZC/SATS", "base": "AZC", "quote": "SATS", ...}]'``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from scnode_exchange.ledger import AssetSpec
+from scnode_exchange.matching import MarketSpec
+
+
+class MarketSettings(BaseModel):
+    """One market (see the README's units: quantity in lots, price in sats per lot)."""
+
+    symbol: str = Field(pattern=r"^[A-Z0-9]{2,12}/[A-Z0-9]{2,12}$")
+    base: str
+    quote: str
+    lot_size: int = Field(gt=0)
+    tick: int = Field(gt=0)
+    maker_fee_bps: int = Field(default=0, ge=0, le=10_000)
+    taker_fee_bps: int = Field(default=0, ge=0, le=10_000)
+    max_quantity: int = Field(default=10**9, gt=0)
+    max_price: int = Field(default=10**9, gt=0)
+
+    def spec(self) -> MarketSpec:
+        """The matching engine's view of this market."""
+        return MarketSpec(
+            self.symbol, self.base, self.quote, self.lot_size, self.tick,
+            self.maker_fee_bps, self.taker_fee_bps, self.max_quantity, self.max_price,
+        )  # fmt: skip
+
+
+class AssetSettings(BaseModel):
+    """An extra asset (the microcurrency); SATS and AZC are built in."""
+
+    code: str = Field(pattern=r"^[A-Z0-9]{2,12}$")
+    name: str
+    decimals: int = Field(ge=0, le=18)
+    unit: str
+
+    def spec(self) -> AssetSpec:
+        """The ledger's view of this asset."""
+        return AssetSpec(self.code, self.name, self.decimals, self.unit)
+
+
+class ChainSettings(BaseModel):
+    """How the exchange reaches one chain API (deposits, withdrawals)."""
+
+    asset: str = Field(description="ledger asset credited for this chain: SATS, AZC, …")
+    api_url: str
+    api_key: SecretStr
+    confirmations: int = Field(default=6, ge=1, le=1000)
+
+
+DEFAULT_MARKETS = [
+    # 1 lot = 0.01 AZC, prices in sats per lot, 10-sat ticks
+    MarketSettings(symbol="AZC/SATS", base="AZC", quote="SATS", lot_size=1_000_000, tick=10)
+]
+
+
+class ExchangeSettings(BaseSettings):
+    """Everything the exchange app needs; the apps role writes the env file (mode 0640)."""
+
+    model_config = SettingsConfigDict(env_prefix="SCNODE_EXCHANGE_", extra="forbid")
+
+    database_url: str = "sqlite:////var/lib/scnode-exchange/exchange.sqlite3"
+    markets: list[MarketSettings] = Field(default_factory=lambda: list(DEFAULT_MARKETS))
+    extra_assets: list[AssetSettings] = Field(default_factory=list)
+    chains: dict[str, ChainSettings] = Field(default_factory=dict)
+    # member sessions: HMAC key file (32+ random bytes, generated on the node's first run)
+    session_secret_file: Path
+    session_ttl_seconds: int = Field(default=12 * 3600, ge=60, le=30 * 86400)
+    cookie_secure: bool = True
+    # owner API keys (scnode_core.apikeys file with the "owner" scope)
+    owner_api_keys_file: Path
+    # member limits enforced by the API
+    max_open_orders_per_member: int = Field(default=200, ge=1)
+    page_size_max: int = Field(default=500, ge=10, le=10_000)
+    # owner approval needed for withdrawals above this many base units (withdrawals package)
+    withdrawal_approval_threshold: int = Field(default=1_000_000, ge=0)
+    market_stats_interval_seconds: float = Field(default=2.0, gt=0)
+    # lab only: a password-less dev login by handle; never on a real node
+    lab_mode: bool = False
+    environment: Literal["production", "development", "test"] = "production"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ExchangeSettings:
+        symbols = [m.symbol for m in self.markets]
+        if len(set(symbols)) != len(symbols):
+            raise ValueError("market symbols must be unique")
+        if self.lab_mode and self.environment == "production":
+            raise ValueError("lab_mode (password-less dev login) is refused in production")
+        return self
+
+    def market_specs(self) -> list[MarketSpec]:
+        """The engine specs of every configured market."""
+        return [m.spec() for m in self.markets]
+
+    def read_session_secret(self) -> bytes:
+        """The HMAC key of member sessions; refuses a short or missing one."""
+        secret = self.session_secret_file.read_bytes().strip()
+        if len(secret) < 32:
+            raise ValueError(f"{self.session_secret_file} holds fewer than 32 bytes")
+        return secret
