@@ -95,7 +95,16 @@ def create_app(settings: ChainApiSettings) -> FastAPI:
         track_confirmations=settings.track_confirmations,
         zmq_endpoints=zmq_endpoints,
     )
-    service = ChainService(rpc, store, watcher, chain=settings.chain, wallet=settings.wallet)
+    service = ChainService(
+        rpc,
+        store,
+        watcher,
+        chain=settings.chain,
+        wallet=settings.wallet,
+        address_cache_seconds=settings.address_cache_seconds,
+    )
+    metrics.address_cache.labels(result="hit").set_function(lambda: service.cache_hits)
+    metrics.address_cache.labels(result="miss").set_function(lambda: service.cache_misses)
     original_publish = bus.publish
 
     def counted_publish(kind: str, data: dict[str, Any]) -> Any:

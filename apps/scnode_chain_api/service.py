@@ -18,6 +18,8 @@ MEMBER_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 IDEMPOTENCY_KEY_RE = re.compile(r"^[A-Za-z0-9_.:-]{8,128}$")
 _COMMENT_PREFIX = "scnode-send:"
 
+Received = tuple[int, int]
+
 
 class RequestRefusedError(Exception):
     """A request the daemon or the API refuses for a reason the caller must fix (4xx)."""
@@ -46,6 +48,7 @@ class ChainService:
         *,
         chain: str,
         wallet: str,
+        address_cache_seconds: float = 2.0,
     ) -> None:
         self.rpc = rpc
         self.store = store
@@ -53,6 +56,13 @@ class ChainService:
         self.chain = chain
         self.wallet = wallet
         self._send_locks: dict[str, asyncio.Lock] = {}
+        self._cache_seconds = address_cache_seconds
+        # (address, min_conf) -> (change mark, expiry, amounts); and the lookups in flight, so a
+        # burst of identical reads costs the daemon one pair of calls.
+        self._received_cache: dict[tuple[str, int], tuple[tuple[int, int], float, Received]] = {}
+        self._received_inflight: dict[tuple[str, int], asyncio.Future[Received]] = {}
+        self.cache_hits = 0
+        self.cache_misses = 0
 
     async def _w(self, method: str, *params: Any, **named: Any) -> Any:
         if named:
@@ -149,17 +159,71 @@ class ChainService:
             if not info.get("ismine"):
                 raise RequestRefusedError(404, "address does not belong to this node's wallet")
             labels = list(info.get("labels", []))
+        received, confirmed = await self._received(address, min_conf, cacheable=label is not None)
+        return {
+            "address": address,
+            "labels": labels,
+            "received_sats": received,
+            "confirmed_sats": confirmed,
+            "min_conf": min_conf,
+        }
+
+    async def _received(self, address: str, min_conf: int, *, cacheable: bool) -> Received:
+        """(received with 0 conf, received with ``min_conf``) in sats.
+
+        Deposit addresses are read through a short cache that the watcher invalidates: the
+        entry is used only while the address's change mark (new tx to it, any block, any
+        mempool removal, any output change) is the one it was read under, and for at most
+        ``address_cache_seconds``. Without ZMQ there is no mark and every read asks the wallet.
+        """
+        mark = self.watcher.change_mark(address) if cacheable and self._cache_seconds else None
+        if mark is None:
+            return await self._ask_received(address, min_conf)
+        key = (address, min_conf)
+        loop = asyncio.get_running_loop()
+        cached = self._received_cache.get(key)
+        if cached is not None and cached[0] == mark and cached[1] > loop.time():
+            self.cache_hits += 1
+            return cached[2]
+        inflight = self._received_inflight.get(key)
+        if inflight is not None:
+            self.cache_hits += 1
+            try:
+                return await asyncio.shield(inflight)
+            except asyncio.CancelledError:
+                if not inflight.cancelled():
+                    raise  # this request itself was cancelled
+                return await self._ask_received(address, min_conf)  # the leader's client left
+        self.cache_misses += 1
+        future: asyncio.Future[Received] = loop.create_future()
+        self._received_inflight[key] = future
+        try:
+            value = await self._ask_received(address, min_conf)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except Exception as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved here; waiters re-raise it
+            raise
+        else:
+            future.set_result(value)
+            # Only cache what was read under a mark that still holds: a change during the read
+            # may or may not be in the answer.
+            if self.watcher.change_mark(address) == mark:
+                if len(self._received_cache) > 10_000:
+                    self._received_cache.clear()
+                self._received_cache[key] = (mark, loop.time() + self._cache_seconds, value)
+            return value
+        finally:
+            del self._received_inflight[key]
+
+    async def _ask_received(self, address: str, min_conf: int) -> Received:
         received, confirmed = await asyncio.gather(
             self._w("getreceivedbyaddress", address, 0),
             self._w("getreceivedbyaddress", address, min_conf),
         )
-        return {
-            "address": address,
-            "labels": labels,
-            "received_sats": to_sats(received),
-            "confirmed_sats": to_sats(confirmed),
-            "min_conf": min_conf,
-        }
+        return to_sats(received), to_sats(confirmed)
 
     async def transaction(self, txid: str) -> dict[str, Any]:
         if not re.fullmatch(r"[0-9a-fA-F]{64}", txid):

@@ -82,6 +82,10 @@ class ChainWatcher:
         self.last_error: str | None = None
         self.zmq_messages = 0
         self.zmq_gaps = 0
+        # Change marks for read caches: any block or mempool removal bumps the global one, any
+        # output to a watched address bumps that address's one (see change_mark()).
+        self._global_changes = 0
+        self._address_changes: dict[str, int] = {}
 
     # -- addresses -------------------------------------------------------------------------
     async def watch(self, address: str, label: str) -> None:
@@ -107,6 +111,25 @@ class ChainWatcher:
     @property
     def watched(self) -> int:
         return len(self._scripts)
+
+    def change_mark(self, address: str) -> tuple[int, int] | None:
+        """A value that changes whenever what the wallet received on ``address`` may change.
+
+        None when the watcher cannot tell (no ZMQ for new transactions and blocks): then nothing
+        may be cached. With ZMQ, a new transaction paying the address, a block (confirmations,
+        reorgs), a mempool removal and any output change the reconcile finds all move the mark.
+        """
+        if not self._tasks or not {"rawtx"} <= self._zmq_endpoints.keys():
+            return None
+        if not self._zmq_endpoints.keys() & {"hashblock", "sequence"}:
+            return None
+        return (self._global_changes, self._address_changes.get(address, 0))
+
+    def _changed(self, address: str | None = None) -> None:
+        if address is None:
+            self._global_changes += 1
+        else:
+            self._address_changes[address] = self._address_changes.get(address, 0) + 1
 
     # -- life cycle ------------------------------------------------------------------------
     async def start(self) -> None:
@@ -183,12 +206,16 @@ class ChainWatcher:
         if topic == b"rawtx":
             self.on_rawtx(body)
         elif topic == b"hashblock":
+            self._changed()
             self.poke()
         elif topic == b"sequence" and len(body) == 33:
+            self._changed()
             label = body[32:33]
             if label == b"D":
                 self._bus.publish("block_disconnected", {"hash": body[:32].hex()})
             self.poke()
+        elif topic == b"sequence" and len(body) == 41 and body[32:33] == b"R":
+            self._changed()  # a mempool removal: unconfirmed receipts may have shrunk
 
     # -- fast path -------------------------------------------------------------------------
     def on_rawtx(self, raw: bytes) -> None:
@@ -220,6 +247,7 @@ class ChainWatcher:
                 final=False,
             )
             self._store.upsert_output(out)
+            self._changed(out.address)
             self._bus.publish("wallet_tx", _output_event(out))
 
     # -- truth -----------------------------------------------------------------------------
@@ -261,6 +289,7 @@ class ChainWatcher:
                 header = await self._rpc.call("getblockheader", lastblock)
                 self._bus.publish("block", {"hash": lastblock, "height": int(header["height"])})
                 self._store.set_state("last_block", lastblock)
+                self._changed()
             self._store.prune_events(100_000)
 
     def _apply_entry(self, entry: dict[str, Any]) -> tuple[str, int] | None:
@@ -329,6 +358,7 @@ class ChainWatcher:
                 {**_output_event(previous), "reason": "reorg", "back_in_mempool": True},
             )
         self._store.upsert_output(out)
+        self._changed(out.address)
         self._bus.publish("wallet_tx", _output_event(out))
 
     def _remove(self, txid: str, vout: int, reason: str) -> None:
@@ -337,6 +367,7 @@ class ChainWatcher:
             return
         gone = replace(previous, confirmations=-1, blockhash=None, final=True)
         self._store.upsert_output(gone)
+        self._changed(previous.address)
         self._bus.publish(
             "tx_removed", {**_output_event(previous), "reason": reason, "back_in_mempool": False}
         )

@@ -15,10 +15,10 @@ from tests.integration.chain_api.handle import ChainApi
 def start_chain_api(tmp_path: Path) -> Iterator[Callable[..., ChainApi]]:
     apis: list[ChainApi] = []
 
-    def start(node: ChainNode, prefix: str = "btc") -> ChainApi:
+    def start(node: ChainNode, prefix: str = "btc", **settings: str) -> ChainApi:
         workdir = tmp_path / f"api-{len(apis)}"
         workdir.mkdir()
-        api = ChainApi(node, workdir, prefix)
+        api = ChainApi(node, workdir, prefix, settings=settings)
         apis.append(api)
         return api.start()
 

@@ -28,6 +28,7 @@ class ChainApi:
     port: int = field(default_factory=free_port)
     tokens: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
+    settings: dict[str, str] = field(default_factory=dict)  # more SCNODE_CHAIN_API_* values
 
     @property
     def url(self) -> str:
@@ -57,6 +58,7 @@ class ChainApi:
             "API_KEYS_FILE": str(keys_file),
             "STATE_DB": str(self.workdir / "state.sqlite"),
             "TRACK_CONFIRMATIONS": "6",
+            **self.settings,
         }
         env_file = self.workdir / "chain-api.env"
         env_file.write_text("".join(f"SCNODE_CHAIN_API_{k}={v}\n" for k, v in env.items()))

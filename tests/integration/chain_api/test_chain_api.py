@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -107,6 +108,39 @@ def test_reorg_takes_the_confirmation_back(
         assert removed["data"]["confirmations"] == 1  # what it had before the reorg
     with api.client() as client:
         assert client.get("/v1/members/m1/addresses").json()["confirmed_sats"] == 0
+
+
+def test_cached_address_reads_follow_payments_blocks_and_reorgs_at_once(
+    funded_node: ChainNode, start_chain_api: Callable[..., ChainApi]
+) -> None:
+    # A cache lifetime far longer than the test: every fresh figure below must come from the
+    # watcher invalidating the entry, not from the entry expiring.
+    api = start_chain_api(funded_node, ADDRESS_CACHE_SECONDS="60")
+    with api.client("deposit") as client:
+        address = client.post("/v1/members/m7/addresses").json()["address"]
+
+    def amounts() -> tuple[int, int]:
+        with api.client() as client:
+            body = client.get(f"/v1/addresses/{address}").json()
+        return body["received_sats"], body["confirmed_sats"]
+
+    with _ws(api) as ws:
+        assert amounts() == (0, 0)
+        assert amounts() == (0, 0)  # served from memory
+        txid = funded_node.pay(address, 70_000)
+        _next_event(ws, "wallet_tx", txid=txid, confirmations=0)
+        assert amounts() == (70_000, 0)
+        funded_node.mine(1)
+        _next_event(ws, "wallet_tx", txid=txid, confirmations=1)
+        assert amounts() == (70_000, 70_000)
+        funded_node.reorg(1, drop_txs=True)
+        removed = _next_event(ws, "tx_removed", txid=txid)
+        assert removed["data"]["back_in_mempool"] is True
+        assert amounts() == (70_000, 0)  # unconfirmed again, no longer confirmed
+    with api.client() as client:
+        metrics = client.get("/metrics").text
+    hits = re.search(r'scnode_chain_api_address_cache_lookups\{result="hit"\} (\S+)', metrics)
+    assert hits is not None and float(hits.group(1)) >= 1
 
 
 def test_client_that_reconnects_with_its_cursor_misses_nothing(
