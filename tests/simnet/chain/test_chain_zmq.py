@@ -6,17 +6,15 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import zmq
 
 from simnet.chain.crypto import p2wpkh_script, pubkey_of, segwit_address
 from simnet.pytest_chain import ChainNode
+from tests.upstream_fixtures import FIXTURES
 
-FIXTURE_ZMQ = (
-    Path(os.environ.get("SCNODE_FIXTURES", "/work/shared/fixtures")) / "bitcoind-v30" / "zmq"
-)
+FIXTURE_ZMQ = FIXTURES / "bitcoind-v30" / "zmq"
 
 
 class Subscriber:

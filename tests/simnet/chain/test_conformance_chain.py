@@ -8,7 +8,6 @@ the stand-in's own as the replay goes, so later requests refer to the stand-in's
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -18,8 +17,8 @@ from typing import Any
 import pytest
 
 from simnet.pytest_chain import ChainNode
+from tests.upstream_fixtures import FIXTURES
 
-FIXTURES = Path(os.environ.get("SCNODE_FIXTURES", "/work/shared/fixtures"))
 BTC = FIXTURES / "bitcoind-v30"
 AZC = FIXTURES / "azcoind-v23"
 BACKUP_PATH = "/srv/node-btc/wallet-backup.dat"

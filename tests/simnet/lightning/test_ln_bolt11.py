@@ -5,18 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from pathlib import Path
 
 import pytest
 from bitcoin.wallet import CKey
 
 from simnet.lightning import bech32, bolt11
+from tests.upstream_fixtures import FIXTURES
 
-TRANSCRIPTS = Path("/work/shared/fixtures/cln-v26-real/transcripts")
-for _parent in Path(__file__).resolve().parents:
-    if (_parent / "shared" / "fixtures" / "cln-v26-real").exists():
-        TRANSCRIPTS = _parent / "shared" / "fixtures" / "cln-v26-real" / "transcripts"
-        break
+TRANSCRIPTS = FIXTURES / "cln-v26-real" / "transcripts"
 
 
 @pytest.mark.parametrize("name", ["024_A_decode_bolt11.json", "053_A_decode_mainnet_bolt11.json"])

@@ -24,8 +24,9 @@ from simnet.pytest_mining import (
 from simnet.translator.config import render_config
 from simnet.translator.logfmt import LEVELS, format_line, level_from_rust_log
 from simnet.translator.logparse import RECORD_START, parse_records, shapes
+from tests.upstream_fixtures import FIXTURES
 
-REAL = Path("/work/shared/fixtures/translator/real-v1.5.0")
+REAL = FIXTURES / "translator" / "real-v1.5.0"
 
 # Messages of translator_sv2 v1.5.0 that the recorded run did not happen to produce, with the
 # source file they come from (roles/translator/src/lib/… at tag v1.5.0). Shapes as `shape()`

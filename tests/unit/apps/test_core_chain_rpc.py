@@ -6,7 +6,6 @@ import json
 import socket
 from dataclasses import dataclass
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,8 +21,8 @@ from scnode_core.chain_rpc import (
     from_sats,
     to_sats,
 )
+from tests.upstream_fixtures import FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[3].parent / "shared" / "fixtures"
 ENDPOINT = RpcEndpoint("http://127.0.0.1:18443", "satoshi", "pw-never-shown")
 
 
