@@ -32,9 +32,16 @@ class MarketSettings(BaseModel):
     def spec(self) -> MarketSpec:
         """The matching engine's view of this market."""
         return MarketSpec(
-            self.symbol, self.base, self.quote, self.lot_size, self.tick,
-            self.maker_fee_bps, self.taker_fee_bps, self.max_quantity, self.max_price,
-        )  # fmt: skip
+            self.symbol,
+            self.base,
+            self.quote,
+            self.lot_size,
+            self.tick,
+            self.maker_fee_bps,
+            self.taker_fee_bps,
+            self.max_quantity,
+            self.max_price,
+        )
 
 
 class AssetSettings(BaseModel):

@@ -1,0 +1,275 @@
+"""App factory of the exchange: ``create_app(settings)``; nothing is created at import.
+
+The lifespan migrates the database (Alembic), creates the assets, rebuilds the books, starts
+the market-stats publisher and — when their packages are installed and configured — the
+deposit watcher and the withdrawal worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, status
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, OperationalError
+from starlette.requests import HTTPConnection
+
+from scnode_core.apikeys import ApiKeyStore
+from scnode_exchange import __version__
+from scnode_exchange.api import market, member, owner
+from scnode_exchange.api.auth import (
+    OWNER_SCOPE,
+    SESSION_COOKIE,
+    MemberAuthenticator,
+    SessionTokens,
+    current_member,
+    current_owner,
+)
+from scnode_exchange.api.runtime import ExchangeMetrics, Runtime
+from scnode_exchange.db import make_engine, make_sessionmaker, upgrade
+from scnode_exchange.ledger import (
+    InsufficientFundsError,
+    Ledger,
+    LedgerError,
+    Member,
+    MemberFrozenError,
+    UnknownAccountError,
+)
+from scnode_exchange.owner import OwnerOperations
+from scnode_exchange.settings import ExchangeSettings
+from scnode_exchange.trading.service import Exchange, OrderNotFoundError
+
+log = logging.getLogger(__name__)
+METRICS_SCOPE = "metrics"
+
+
+class KeyRing:
+    """The owner's API keys, reloaded when the file changes (rotation needs no restart)."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._mtime = -1.0
+        self._store = ApiKeyStore([])
+
+    def __call__(self) -> ApiKeyStore:
+        with contextlib.suppress(FileNotFoundError):
+            mtime = self._path.stat().st_mtime
+            if mtime != self._mtime:
+                self._store = ApiKeyStore.load(self._path)
+                self._mtime = mtime
+        return self._store
+
+
+class LabLogin(BaseModel):
+    username: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.@+-]+$")
+
+
+def _optional(module: str) -> Any | None:
+    """A sibling package that may not be installed yet (deposits, withdrawals)."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and module.startswith(exc.name):
+            return None
+        raise
+
+
+def create_app(
+    settings: ExchangeSettings, *, member_authenticator: MemberAuthenticator | None = None
+) -> FastAPI:
+    """The exchange app. ``member_authenticator`` replaces the built-in session tokens (the
+    dashboards' OIDC login plugs in here)."""
+    tokens = SessionTokens(settings.read_session_secret(), settings.session_ttl_seconds)
+    keys = KeyRing(settings.owner_api_keys_file)
+    metrics = ExchangeMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        rt = await asyncio.to_thread(_start_runtime, settings, metrics)
+        app.state.runtime = rt
+        app.state.sessions = rt.sessions
+        app.state.exchange = rt.exchange
+        stop = asyncio.Event()
+        tasks = [asyncio.create_task(market.publish_stats(rt, stop), name="market-stats")]
+        for worker in _background_workers(settings, rt):
+            tasks.append(asyncio.create_task(worker.run(stop), name=type(worker).__name__))
+        try:
+            yield
+        finally:
+            stop.set()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await asyncio.wait_for(task, 10)
+            rt.engine.dispose()
+
+    app = FastAPI(title="SC Node exchange", version=__version__, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.member_authenticator = member_authenticator or tokens
+    app.state.session_tokens = tokens
+    app.state.owner_keys = keys
+
+    @app.middleware("http")
+    async def measure(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        path = getattr(request.scope.get("route"), "path", "unmatched")
+        metrics.latency.labels(request.method, path, str(response.status_code)).observe(
+            time.perf_counter() - started
+        )
+        return response
+
+    _error_handlers(app)
+
+    @app.get("/healthz", tags=["health"])
+    @app.get("/api/health", tags=["health"])
+    async def health(request: Request) -> JSONResponse:
+        up = getattr(request.app.state, "runtime", None) is not None
+        return JSONResponse(
+            {"status": "ok" if up else "down", "version": __version__},
+            status_code=200 if up else 503,
+        )
+
+    def metrics_key(conn: HTTPConnection) -> None:
+        token = conn.headers.get("x-api-key") or conn.headers.get("authorization", "")
+        principal = keys().authenticate(token.removeprefix("Bearer ").strip())
+        if principal is None:
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                "API key required",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        if not principal.scopes & {METRICS_SCOPE, OWNER_SCOPE}:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "metrics or owner scope required")
+
+    @app.get("/metrics", include_in_schema=False, dependencies=[Depends(metrics_key)])
+    async def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.include_router(_auth_router(settings, tokens))
+    app.include_router(market.build_router())
+    app.include_router(member.build_router())
+    app.include_router(owner.build_router())
+    for package in ("scnode_exchange.deposits.api", "scnode_exchange.withdrawals.api"):
+        module = _optional(package)
+        if module is not None and hasattr(module, "build_router"):
+            app.include_router(module.build_router(current_member, current_owner))
+            log.info("mounted %s", package)
+    return app
+
+
+def _start_runtime(settings: ExchangeSettings, metrics: ExchangeMetrics) -> Runtime:
+    upgrade(settings.database_url)
+    engine = make_engine(settings.database_url)
+    sessions = make_sessionmaker(engine)
+    with sessions.begin() as session:
+        Ledger(session).ensure_assets([a.spec() for a in settings.extra_assets])
+    exchange = Exchange(sessions, settings.market_specs())
+    return Runtime(settings, engine, sessions, exchange, OwnerOperations(sessions), metrics)
+
+
+def _background_workers(settings: ExchangeSettings, rt: Runtime) -> list[Any]:
+    """Deposit watcher / withdrawal worker objects (``async run(stop)``) when their packages
+    provide a ``build_worker(settings, sessions)`` and it returns one (None: not configured)."""
+    workers = []
+    for package in ("scnode_exchange.deposits", "scnode_exchange.withdrawals"):
+        module = _optional(package)
+        build = getattr(module, "build_worker", None) if module is not None else None
+        if build is None:
+            continue
+        worker = build(settings, rt.sessions)
+        if worker is not None:
+            workers.append(worker)
+            log.info("started %s worker", package)
+    return workers
+
+
+def _auth_router(settings: ExchangeSettings, tokens: SessionTokens) -> APIRouter:
+    router = APIRouter(prefix="/api/auth", tags=["auth"])
+
+    @router.post("/register")
+    async def register() -> JSONResponse:
+        return JSONResponse(
+            {"detail": "registration is closed: the node's owner adds members"},
+            status_code=status.HTTP_403_FORBIDDEN,
+        )
+
+    @router.post("/logout")
+    async def logout() -> JSONResponse:
+        response = JSONResponse({"detail": "logged out"})
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        return response
+
+    if not settings.lab_mode:
+        return router
+
+    @router.post("/login")
+    def lab_login(body: LabLogin, request: Request) -> JSONResponse:
+        """Lab only: log in as an existing member by handle, no password."""
+        rt: Runtime = request.app.state.runtime
+        with rt.sessions() as session:
+            member_id = session.scalar(select(Member.id).where(Member.handle == body.username))
+        if member_id is None:
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "no such member in the lab")
+        token = tokens.issue(member_id)
+        response = JSONResponse(
+            {"token": token, "member_id": member_id, "expires_in": tokens.ttl_seconds}
+        )
+        response.set_cookie(
+            SESSION_COOKIE,
+            token,
+            max_age=tokens.ttl_seconds,
+            httponly=True,
+            secure=settings.cookie_secure,
+            samesite="strict",
+            path="/",
+        )
+        return response
+
+    return router
+
+
+def _error_handlers(app: FastAPI) -> None:
+    """Refusals become 4xx with a reason; nothing leaks a stack trace."""
+
+    def reply(code: int) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+        async def handler(_: Request, exc: Exception) -> JSONResponse:
+            return JSONResponse({"detail": str(exc)}, status_code=code)
+
+        return handler
+
+    app.add_exception_handler(OrderNotFoundError, reply(status.HTTP_404_NOT_FOUND))
+    app.add_exception_handler(UnknownAccountError, reply(status.HTTP_404_NOT_FOUND))
+    app.add_exception_handler(InsufficientFundsError, reply(status.HTTP_409_CONFLICT))
+    app.add_exception_handler(MemberFrozenError, reply(status.HTTP_409_CONFLICT))
+    app.add_exception_handler(LedgerError, reply(status.HTTP_409_CONFLICT))
+    app.add_exception_handler(ValueError, reply(status.HTTP_422_UNPROCESSABLE_CONTENT))
+
+    async def integrity(_: Request, exc: Exception) -> JSONResponse:
+        log.info("refused by a database constraint: %s", exc)
+        return JSONResponse(
+            {"detail": "conflicts with existing data (duplicate or in use)"},
+            status_code=status.HTTP_409_CONFLICT,
+        )
+
+    async def busy(_: Request, exc: Exception) -> JSONResponse:
+        log.warning("database busy: %s", exc)
+        return JSONResponse(
+            {"detail": "database busy, retry"}, status_code=503, headers={"Retry-After": "1"}
+        )
+
+    app.add_exception_handler(IntegrityError, integrity)
+    app.add_exception_handler(OperationalError, busy)
