@@ -1,0 +1,643 @@
+"""Deposits in the database: addresses, what members see, and the credit state machine.
+
+``DepositService.apply()`` takes observations of chain outputs (from chain API events or from
+reading the wallet) and, in ONE transaction per batch, moves each deposit through its states
+and posts the ledger entries that go with them:
+
+* ``pending`` → ``credited`` at N confirmations (per chain): entry ``deposit:<chain>:<txid>:
+  <vout>`` (node_wallet → member). The deposit row's state and the entry's unique reference
+  make a replayed or duplicated observation a no-op.
+* an output that leaves the chain before N is ``reorged`` (never credited); if it comes back
+  it is ``pending`` again.
+* a credited output that leaves the chain (no longer in a block, or in another block below N
+  confirmations) is a **reorg after credit**. Only an observation read from the wallet itself
+  (``verified``) may trigger it — an event may be stale — so unverified ones are returned for
+  the watcher to check first. Then, in one entry ``deposit-reversal:<chain>:<txid>:<vout>``:
+
+      suspense            +amount   (the owner decides: re-credit or write off)
+      member              -taken    taken = min(amount, member's available balance)
+      owner_receivable    -rest     rest = amount - taken: what the member already spent
+
+  so the member's balance never goes below zero, the entry balances, and the member's debt is
+  on the alert row. When a receivable is booked the member is frozen (DESIGN §8). An alert row
+  (``deposit_alerts``), an ERROR log line and a Prometheus counter make it visible.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from scnode_exchange.deposits.models import Deposit, DepositAddress, DepositAlert, DepositCursor
+from scnode_exchange.ledger import (
+    AZC,
+    NODE_WALLET,
+    OWNER_RECEIVABLE,
+    SATS,
+    SUSPENSE,
+    Account,
+    Ledger,
+    Leg,
+    Member,
+)
+from scnode_exchange.ledger.models import utcnow
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CHAIN_ASSETS = {"bitcoin": SATS, "azcoin": AZC}
+REVERSAL_FREEZE_REASON = "deposit reorged after credit: funds owed, owner decides"
+
+
+@dataclass(frozen=True)
+class ChainDepositConfig:
+    """How one chain's deposits are credited: the ledger asset and N confirmations."""
+
+    asset: str
+    confirmations: int
+
+    def __post_init__(self) -> None:
+        if self.confirmations < 1:
+            raise ValueError("confirmations must be at least 1")
+
+
+def chain_asset(chain: str, asset: str | None = None) -> str:
+    """bitcoin → SATS, azcoin → AZC, a microcurrency → its configured code."""
+    if asset:
+        return asset
+    try:
+        return DEFAULT_CHAIN_ASSETS[chain]
+    except KeyError:
+        raise ValueError(f"chain {chain!r} needs an explicit asset code") from None
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What is known about one output paying an address: ``confirmations`` < 0 means it is no
+    longer in the chain or the mempool (reorged away, conflicted, unknown to the wallet).
+    ``verified``: read from the wallet just now, not replayed from an event."""
+
+    chain: str
+    txid: str
+    vout: int
+    address: str
+    amount: int
+    confirmations: int
+    block_hash: str | None = None
+    block_height: int | None = None
+    verified: bool = False
+
+
+@dataclass
+class ApplyResult:
+    credited: list[str] = field(default_factory=list)
+    reversed: list[str] = field(default_factory=list)
+    reorged: list[str] = field(default_factory=list)
+    # observations that would reverse a credit but came from an event: check with the wallet
+    to_verify: list[Observation] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class DepositView:
+    """A deposit as a member or the owner sees it."""
+
+    id: int
+    chain: str
+    txid: str
+    vout: int
+    address: str
+    asset: str
+    amount: int
+    confirmations: int
+    required_confirmations: int
+    state: str
+    block_hash: str | None
+    block_height: int | None
+    first_seen_at: datetime
+    credited_at: datetime | None
+    reversed_at: datetime | None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "chain": self.chain,
+            "txid": self.txid,
+            "vout": self.vout,
+            "address": self.address,
+            "asset": self.asset,
+            "amount": self.amount,
+            "confirmations": self.confirmations,
+            "required_confirmations": self.required_confirmations,
+            "state": self.state,
+            "block_hash": self.block_hash,
+            "block_height": self.block_height,
+            "first_seen_at": self.first_seen_at.isoformat(),
+            "credited_at": self.credited_at.isoformat() if self.credited_at else None,
+            "reversed_at": self.reversed_at.isoformat() if self.reversed_at else None,
+        }
+
+
+@dataclass(frozen=True)
+class AlertView:
+    id: int
+    deposit_id: int
+    deposit: str
+    member_id: int
+    chain: str
+    asset: str
+    kind: str
+    amount: int
+    taken_from_member: int
+    receivable: int
+    member_frozen: bool
+    detail: str
+    deposit_state: str
+    deposit_confirmations: int
+    created_at: datetime
+    resolved_at: datetime | None
+    resolved_by: str | None
+    resolution: str | None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "deposit_id": self.deposit_id,
+            "deposit": self.deposit,
+            "member_id": self.member_id,
+            "chain": self.chain,
+            "asset": self.asset,
+            "kind": self.kind,
+            "amount": self.amount,
+            "taken_from_member": self.taken_from_member,
+            "receivable": self.receivable,
+            "member_frozen": self.member_frozen,
+            "detail": self.detail,
+            "deposit_state": self.deposit_state,
+            "deposit_confirmations": self.deposit_confirmations,
+            "created_at": self.created_at.isoformat(),
+            "resolved_at": self.resolved_at.isoformat() if self.resolved_at else None,
+            "resolved_by": self.resolved_by,
+            "resolution": self.resolution,
+        }
+
+
+class DepositError(Exception):
+    """A deposit request refused for a reason the caller can fix (unknown chain, alert...)."""
+
+
+class DepositService:
+    """Deposit bookkeeping over a session factory; each public method is one transaction."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        chains: Mapping[str, ChainDepositConfig],
+    ) -> None:
+        self.sessions = sessions
+        self.chains = dict(chains)
+        self.credited_total: dict[str, int] = dict.fromkeys(self.chains, 0)
+        self.reversed_total: dict[str, int] = dict.fromkeys(self.chains, 0)
+
+    def config(self, chain: str) -> ChainDepositConfig:
+        try:
+            return self.chains[chain]
+        except KeyError:
+            raise DepositError(f"no deposits on chain {chain!r}") from None
+
+    # -- addresses ---------------------------------------------------------------------------
+    def record_address(self, member_id: int, chain: str, address: str) -> None:
+        """Remember that ``address`` belongs to ``member_id`` (idempotent)."""
+        self.config(chain)
+        with self.sessions.begin() as session:
+            found = session.scalar(
+                select(DepositAddress).where(
+                    DepositAddress.chain == chain, DepositAddress.address == address
+                )
+            )
+            if found is None:
+                session.add(DepositAddress(member_id=member_id, chain=chain, address=address))
+            elif found.member_id != member_id:
+                raise DepositError(f"address {address} belongs to another member")
+
+    def addresses(self, member_id: int, chain: str | None = None) -> list[tuple[str, str]]:
+        """``[(chain, address)]`` of a member, oldest first."""
+        with self.sessions() as session:
+            query = select(DepositAddress.chain, DepositAddress.address).where(
+                DepositAddress.member_id == member_id
+            )
+            if chain is not None:
+                query = query.where(DepositAddress.chain == chain)
+            return [(c, a) for c, a in session.execute(query.order_by(DepositAddress.id))]
+
+    def members_with_addresses(self, chain: str) -> list[int]:
+        with self.sessions() as session:
+            return list(
+                session.scalars(
+                    select(DepositAddress.member_id)
+                    .where(DepositAddress.chain == chain)
+                    .distinct()
+                    .order_by(DepositAddress.member_id)
+                )
+            )
+
+    # -- views -------------------------------------------------------------------------------
+    def _view(self, d: Deposit) -> DepositView:
+        required = self.chains[d.chain].confirmations if d.chain in self.chains else 0
+        return DepositView(
+            d.id,
+            d.chain,
+            d.txid,
+            d.vout,
+            d.address,
+            d.asset,
+            d.amount,
+            d.confirmations,
+            required,
+            d.state,
+            d.block_hash,
+            d.block_height,
+            d.first_seen_at,
+            d.credited_at,
+            d.reversed_at,
+        )
+
+    def history(
+        self,
+        member_id: int,
+        *,
+        chain: str | None = None,
+        states: Iterable[str] | None = None,
+        before_id: int | None = None,
+        limit: int = 50,
+    ) -> list[DepositView]:
+        """A member's deposits, newest first; page with ``before_id`` = last id seen."""
+        with self.sessions() as session:
+            query = select(Deposit).where(Deposit.member_id == member_id)
+            if chain is not None:
+                query = query.where(Deposit.chain == chain)
+            if states is not None:
+                query = query.where(Deposit.state.in_(list(states)))
+            if before_id is not None:
+                query = query.where(Deposit.id < before_id)
+            rows = session.scalars(query.order_by(Deposit.id.desc()).limit(limit))
+            return [self._view(d) for d in rows]
+
+    def pending(self, member_id: int, chain: str | None = None) -> list[DepositView]:
+        """Seen, not yet credited (fewer than N confirmations)."""
+        return self.history(member_id, chain=chain, states=["pending"], limit=1000)
+
+    def get(self, chain: str, txid: str, vout: int) -> DepositView | None:
+        with self.sessions() as session:
+            d = session.scalar(_by_key(chain, txid, vout))
+            return self._view(d) if d is not None else None
+
+    def open_deposits(self, chain: str, below: int) -> list[DepositView]:
+        """Deposits whose fate may still change: pending, reorged, and credited or in
+        suspense with fewer than ``below`` confirmations."""
+        with self.sessions() as session:
+            rows = session.scalars(
+                select(Deposit).where(
+                    Deposit.chain == chain,
+                    (Deposit.state.in_(["pending", "reorged"])) | (Deposit.confirmations < below),
+                )
+            )
+            return [self._view(d) for d in rows]
+
+    def alerts(self, *, include_resolved: bool = False) -> list[AlertView]:
+        with self.sessions() as session:
+            query = select(DepositAlert, Deposit).join(
+                Deposit, Deposit.id == DepositAlert.deposit_id
+            )
+            if not include_resolved:
+                query = query.where(DepositAlert.resolved_at.is_(None))
+            return [
+                AlertView(
+                    a.id,
+                    a.deposit_id,
+                    d.key,
+                    a.member_id,
+                    a.chain,
+                    a.asset,
+                    a.kind,
+                    a.amount,
+                    a.taken_from_member,
+                    a.receivable,
+                    a.member_frozen,
+                    a.detail,
+                    d.state,
+                    d.confirmations,
+                    a.created_at,
+                    a.resolved_at,
+                    a.resolved_by,
+                    a.resolution,
+                )
+                for a, d in session.execute(query.order_by(DepositAlert.id))
+            ]
+
+    def suspense_total(self, asset: str) -> int:
+        """What the suspense account of ``asset`` holds."""
+        with self.sessions() as session:
+            return Ledger(session).system_account(SUSPENSE, asset).balance
+
+    # -- cursor ------------------------------------------------------------------------------
+    def cursor(self, chain: str) -> tuple[int | None, int | None]:
+        """(last applied event id, last known tip height), (None, None) before the first run."""
+        with self.sessions() as session:
+            row = session.get(DepositCursor, chain)
+            return (row.cursor, row.tip_height) if row is not None else (None, None)
+
+    # -- the state machine -------------------------------------------------------------------
+    def apply(
+        self,
+        observations: Sequence[Observation],
+        *,
+        chain: str | None = None,
+        cursor: int | None = None,
+        tip_height: int | None = None,
+    ) -> ApplyResult:
+        """Apply ``observations`` and (when given) store the event ``cursor``/``tip_height``
+        of ``chain`` — all in one transaction, so a crash replays a batch whole or not at all.
+        Outputs paying addresses that are not deposit addresses are ignored."""
+        result = ApplyResult()
+        with self.sessions.begin() as session:
+            ledger = Ledger(session)
+            owners = self._address_owners(session, observations)
+            for obs in observations:
+                member_id = owners.get((obs.chain, obs.address))
+                if member_id is None or obs.chain not in self.chains:
+                    continue
+                self._apply_one(session, ledger, member_id, obs, tip_height, result)
+            if chain is not None and (cursor is not None or tip_height is not None):
+                row = session.get(DepositCursor, chain)
+                if row is None:
+                    row = DepositCursor(chain=chain, cursor=cursor or 0)
+                    session.add(row)
+                if cursor is not None:
+                    row.cursor = cursor
+                if tip_height is not None:
+                    row.tip_height = tip_height
+                row.updated_at = utcnow()
+        for key in result.credited:
+            chain_name = key.split(":", 1)[0]
+            self.credited_total[chain_name] = self.credited_total.get(chain_name, 0) + 1
+        return result
+
+    @staticmethod
+    def _address_owners(
+        session: Session, observations: Sequence[Observation]
+    ) -> dict[tuple[str, str], int]:
+        wanted: dict[str, set[str]] = {}
+        for obs in observations:
+            wanted.setdefault(obs.chain, set()).add(obs.address)
+        owners: dict[tuple[str, str], int] = {}
+        for chain, addresses in wanted.items():
+            listed = sorted(addresses)
+            for start in range(0, len(listed), 500):
+                rows = session.execute(
+                    select(DepositAddress.address, DepositAddress.member_id).where(
+                        DepositAddress.chain == chain,
+                        DepositAddress.address.in_(listed[start : start + 500]),
+                    )
+                )
+                owners.update({(chain, a): m for a, m in rows})
+        return owners
+
+    def _apply_one(
+        self,
+        session: Session,
+        ledger: Ledger,
+        member_id: int,
+        obs: Observation,
+        tip_height: int | None,
+        result: ApplyResult,
+    ) -> None:
+        config = self.chains[obs.chain]
+        deposit = session.scalar(_by_key(obs.chain, obs.txid, obs.vout).with_for_update())
+        if deposit is None:
+            if obs.confirmations < 0:
+                return  # never seen in the chain or mempool: nothing to track
+            deposit = Deposit(
+                chain=obs.chain,
+                txid=obs.txid,
+                vout=obs.vout,
+                member_id=member_id,
+                address=obs.address,
+                asset=config.asset,
+                amount=obs.amount,
+                confirmations=0,
+                state="pending",
+            )
+            session.add(deposit)
+            session.flush()
+        elif deposit.amount != obs.amount:
+            log.error(
+                "deposit %s: amount %d != %d seen first", deposit.key, obs.amount, deposit.amount
+            )
+            return
+
+        in_chain = obs.confirmations > 0
+        if deposit.state in ("pending", "reorged"):
+            if obs.confirmations < 0:
+                if deposit.state == "pending":
+                    result.reorged.append(deposit.key)
+                    log.warning(
+                        "deposit %s left the chain before %d confirmations: not credited",
+                        deposit.key,
+                        config.confirmations,
+                    )
+                deposit.state = "reorged"
+            elif obs.confirmations >= config.confirmations:
+                self._credit(ledger, deposit, obs)
+                result.credited.append(deposit.key)
+            else:
+                deposit.state = "pending"
+        elif deposit.state == "credited":
+            left = obs.confirmations <= 0 or (
+                obs.block_hash != deposit.credited_block_hash
+                and obs.confirmations < config.confirmations
+            )
+            if left and not obs.verified:
+                result.to_verify.append(obs)
+                return  # keep the row as it is until the wallet confirms it
+            if left:
+                self._reverse(session, ledger, deposit, obs)
+                result.reversed.append(deposit.key)
+        deposit.confirmations = obs.confirmations
+        deposit.block_hash = obs.block_hash if in_chain else None
+        if obs.block_height is not None:
+            deposit.block_height = obs.block_height
+        elif in_chain and tip_height is not None:
+            deposit.block_height = tip_height - obs.confirmations + 1
+        elif not in_chain:
+            deposit.block_height = None
+        deposit.updated_at = utcnow()
+
+    def _credit(self, ledger: Ledger, deposit: Deposit, obs: Observation) -> None:
+        entry = ledger.transfer(
+            "deposit",
+            f"{deposit.chain} deposit {obs.txid}:{obs.vout}, {obs.confirmations} confirmations",
+            ledger.system_account(NODE_WALLET, deposit.asset),
+            ledger.member_account(deposit.member_id, deposit.asset),
+            deposit.amount,
+            reference=f"deposit:{deposit.key}",
+        )
+        deposit.state = "credited"
+        deposit.credit_entry_id = entry.id
+        deposit.credited_block_hash = obs.block_hash
+        deposit.credited_at = utcnow()
+
+    def _reverse(
+        self, session: Session, ledger: Ledger, deposit: Deposit, obs: Observation
+    ) -> None:
+        member_account = ledger.member_account(deposit.member_id, deposit.asset)
+        locked = session.scalar(
+            select(Account)
+            .where(Account.id == member_account.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        assert locked is not None
+        taken = max(0, min(deposit.amount, locked.available))
+        rest = deposit.amount - taken
+        legs = [Leg(ledger.system_account(SUSPENSE, deposit.asset).id, deposit.amount)]
+        if taken:
+            legs.append(Leg(member_account.id, -taken))
+        if rest:
+            legs.append(Leg(ledger.system_account(OWNER_RECEIVABLE, deposit.asset).id, -rest))
+        detail = (
+            f"credited in block {deposit.credited_block_hash} at {deposit.confirmations} "
+            f"confirmations; now "
+            + (
+                f"{obs.confirmations} confirmations in block {obs.block_hash}"
+                if obs.confirmations > 0
+                else "out of the chain"
+            )
+        )
+        entry = ledger.post(
+            "deposit_reversal",
+            f"{deposit.chain} deposit {deposit.txid}:{deposit.vout} reorged after credit: "
+            f"{taken} taken back, {rest} owed by member {deposit.member_id}",
+            legs,
+            reference=f"deposit-reversal:{deposit.key}",
+            allow_frozen=True,
+        )
+        frozen = False
+        if rest:
+            ledger.freeze(deposit.member_id, REVERSAL_FREEZE_REASON)
+            frozen = True
+        deposit.state = "suspense"
+        deposit.reversal_entry_id = entry.id
+        deposit.reversed_at = utcnow()
+        session.add(
+            DepositAlert(
+                deposit_id=deposit.id,
+                member_id=deposit.member_id,
+                chain=deposit.chain,
+                asset=deposit.asset,
+                kind="reorg_after_credit",
+                amount=deposit.amount,
+                taken_from_member=taken,
+                receivable=rest,
+                member_frozen=frozen,
+                detail=detail,
+            )
+        )
+        self.reversed_total[deposit.chain] = self.reversed_total.get(deposit.chain, 0) + 1
+        log.error(
+            "ALERT deposit %s of member %d (%d %s) reorged after credit: moved to suspense, "
+            "%d taken back, %d receivable%s",
+            deposit.key,
+            deposit.member_id,
+            deposit.amount,
+            deposit.asset,
+            taken,
+            rest,
+            ", member frozen" if frozen else "",
+        )
+
+    # -- owner -------------------------------------------------------------------------------
+    def resolve_alert(self, alert_id: int, *, action: str, actor: str, reason: str) -> AlertView:
+        """Settle a reorg alert out of suspense.
+
+        ``recredit`` (the output is back, at N confirmations or more): suspense pays the member
+        back what was taken and clears the receivable; the freeze this alert set is lifted.
+        ``write_off`` (the coins never arrived): suspense is cleared against the node wallet;
+        the receivable stays for the owner to settle with the member (owner adjustments).
+        """
+        if action not in ("recredit", "write_off"):
+            raise DepositError("action must be recredit or write_off")
+        if not reason.strip():
+            raise DepositError("a reason is required")
+        with self.sessions.begin() as session:
+            alert = session.get(DepositAlert, alert_id, with_for_update=True)
+            if alert is None:
+                raise DepositError(f"no deposit alert {alert_id}")
+            if alert.resolved_at is not None:
+                raise DepositError(f"alert {alert_id} is already resolved ({alert.resolution})")
+            deposit = session.get(Deposit, alert.deposit_id, with_for_update=True)
+            assert deposit is not None
+            ledger = Ledger(session)
+            suspense = ledger.system_account(SUSPENSE, alert.asset).id
+            legs = [Leg(suspense, -alert.amount)]
+            if action == "recredit":
+                needed = self.config(deposit.chain).confirmations
+                if deposit.confirmations < needed:
+                    raise DepositError(
+                        f"deposit has {deposit.confirmations} confirmations, needs {needed} "
+                        "to be re-credited"
+                    )
+                if alert.taken_from_member:
+                    legs.append(
+                        Leg(
+                            ledger.member_account(alert.member_id, alert.asset).id,
+                            alert.taken_from_member,
+                        )
+                    )
+                if alert.receivable:
+                    receivable = ledger.system_account(OWNER_RECEIVABLE, alert.asset).id
+                    legs.append(Leg(receivable, alert.receivable))
+            else:
+                legs.append(Leg(ledger.system_account(NODE_WALLET, alert.asset).id, alert.amount))
+            ledger.post(
+                f"deposit_{action}",
+                f"alert {alert.id} ({deposit.key}): {reason}",
+                legs,
+                reference=f"deposit-{action}:{deposit.key}",
+                actor=actor,
+                allow_frozen=True,
+            )
+            if action == "recredit":
+                deposit.state = "credited"
+                deposit.credited_block_hash = deposit.block_hash
+                member = session.get(Member, alert.member_id)
+                if (
+                    alert.member_frozen
+                    and member
+                    and member.frozen_reason == REVERSAL_FREEZE_REASON
+                ):
+                    ledger.unfreeze(alert.member_id)
+            alert.resolved_at = utcnow()
+            alert.resolved_by = actor
+            alert.resolution = f"{action}: {reason}"
+            session.flush()
+        resolved = [a for a in self.alerts(include_resolved=True) if a.id == alert_id]
+        return resolved[0]
+
+    def deposit_count(self, chain: str, state: str) -> int:
+        with self.sessions() as session:
+            return int(
+                session.scalar(
+                    select(func.count(Deposit.id)).where(
+                        Deposit.chain == chain, Deposit.state == state
+                    )
+                )
+                or 0
+            )
+
+
+def _by_key(chain: str, txid: str, vout: int) -> Select[Deposit]:
+    return select(Deposit).where(Deposit.chain == chain, Deposit.txid == txid, Deposit.vout == vout)
