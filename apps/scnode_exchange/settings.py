@@ -7,7 +7,7 @@ Nested values (markets, chains) are JSON, e.g.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -75,7 +75,8 @@ DEFAULT_MARKETS = [
 class ExchangeSettings(BaseSettings):
     """Everything the exchange app needs; the apps role writes the env file (mode 0640)."""
 
-    model_config = SettingsConfigDict(env_prefix="SCNODE_EXCHANGE_", extra="forbid")
+    # the deposit and withdrawal workers read their own settings from the same variables
+    model_config = SettingsConfigDict(env_prefix="SCNODE_EXCHANGE_", extra="ignore")
 
     database_url: str = "sqlite:////var/lib/scnode-exchange/exchange.sqlite3"
     markets: list[MarketSettings] = Field(default_factory=lambda: list(DEFAULT_MARKETS))
@@ -92,6 +93,9 @@ class ExchangeSettings(BaseSettings):
     page_size_max: int = Field(default=500, ge=10, le=10_000)
     # owner approval needed for withdrawals above this many base units (withdrawals package)
     withdrawal_approval_threshold: int = Field(default=1_000_000, ge=0)
+    # per-chain withdrawal policy (JSON, see scnode_exchange.withdrawals.settings)
+    withdrawals: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    withdrawal_poll_seconds: float = Field(default=2.0, gt=0, le=600)
     market_stats_interval_seconds: float = Field(default=2.0, gt=0)
     # lab only: a password-less dev login by handle; never on a real node
     lab_mode: bool = False

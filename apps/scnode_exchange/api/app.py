@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, status
 from fastapi.responses import JSONResponse, Response
@@ -36,6 +34,7 @@ from scnode_exchange.api.auth import (
     current_member,
     current_owner,
 )
+from scnode_exchange.api.integrations import deposit_workers, optional_module, start_withdrawals
 from scnode_exchange.api.runtime import ExchangeMetrics, Runtime
 from scnode_exchange.db import make_engine, make_sessionmaker, upgrade
 from scnode_exchange.ledger import (
@@ -75,16 +74,6 @@ class LabLogin(BaseModel):
     username: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.@+-]+$")
 
 
-def _optional(module: str) -> Any | None:
-    """A sibling package that may not be installed yet (deposits, withdrawals)."""
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name is not None and module.startswith(exc.name):
-            return None
-        raise
-
-
 def create_app(
     settings: ExchangeSettings, *, member_authenticator: MemberAuthenticator | None = None
 ) -> FastAPI:
@@ -102,8 +91,11 @@ def create_app(
         app.state.exchange = rt.exchange
         stop = asyncio.Event()
         tasks = [asyncio.create_task(market.publish_stats(rt, stop), name="market-stats")]
-        for worker in _background_workers(settings, rt):
-            tasks.append(asyncio.create_task(worker.run(stop), name=type(worker).__name__))
+        workers = [start_withdrawals(app, settings, rt), *deposit_workers(settings, rt)]
+        for worker in workers:
+            if worker is not None:
+                tasks.append(asyncio.create_task(worker.run(stop), name=type(worker).__name__))
+                log.info("started %s", type(worker).__name__)
         try:
             yield
         finally:
@@ -111,6 +103,11 @@ def create_app(
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await asyncio.wait_for(task, 10)
+            for worker in workers:
+                # the withdrawal worker's chain API clients hold HTTP sessions
+                for sender in getattr(worker, "chains", {}).values():
+                    with contextlib.suppress(Exception):
+                        await sender.aclose()
             rt.engine.dispose()
 
     app = FastAPI(title="SC Node exchange", version=__version__, lifespan=lifespan)
@@ -164,7 +161,7 @@ def create_app(
     app.include_router(member.build_router())
     app.include_router(owner.build_router())
     for package in ("scnode_exchange.deposits.api", "scnode_exchange.withdrawals.api"):
-        module = _optional(package)
+        module = optional_module(package)
         if module is not None and hasattr(module, "build_router"):
             app.include_router(module.build_router(current_member, current_owner))
             log.info("mounted %s", package)
@@ -179,22 +176,6 @@ def _start_runtime(settings: ExchangeSettings, metrics: ExchangeMetrics) -> Runt
         Ledger(session).ensure_assets([a.spec() for a in settings.extra_assets])
     exchange = Exchange(sessions, settings.market_specs())
     return Runtime(settings, engine, sessions, exchange, OwnerOperations(sessions), metrics)
-
-
-def _background_workers(settings: ExchangeSettings, rt: Runtime) -> list[Any]:
-    """Deposit watcher / withdrawal worker objects (``async run(stop)``) when their packages
-    provide a ``build_worker(settings, sessions)`` and it returns one (None: not configured)."""
-    workers = []
-    for package in ("scnode_exchange.deposits", "scnode_exchange.withdrawals"):
-        module = _optional(package)
-        build = getattr(module, "build_worker", None) if module is not None else None
-        if build is None:
-            continue
-        worker = build(settings, rt.sessions)
-        if worker is not None:
-            workers.append(worker)
-            log.info("started %s worker", package)
-    return workers
 
 
 def _auth_router(settings: ExchangeSettings, tokens: SessionTokens) -> APIRouter:

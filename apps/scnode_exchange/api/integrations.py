@@ -1,0 +1,115 @@
+"""The sibling packages the app runs when they are installed: withdrawals and deposits.
+
+* **Withdrawals** (``scnode_exchange.withdrawals``): the app builds the ``WithdrawalService``
+  from its settings (policies via ``build_policies``), wraps it so every owner approval or
+  rejection also lands in the owner audit log, publishes it as ``app.state.withdrawal_service``
+  (its router reads it there) and starts the ``WithdrawalWorker`` when chains are configured.
+* **Deposits** (``scnode_exchange.deposits``): when the package offers
+  ``build_worker(settings, sessions)`` the app starts what it returns (``run(stop)``); when it
+  offers ``api.build_router`` the app mounts it (see ``app.py``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import Any
+
+from fastapi import FastAPI
+
+from scnode_exchange.api.runtime import Runtime
+from scnode_exchange.owner import OwnerOperations
+from scnode_exchange.settings import ExchangeSettings
+
+log = logging.getLogger(__name__)
+
+
+def optional_module(module: str) -> Any | None:
+    """A sibling package that may not be installed yet; other import errors still raise."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and module.startswith(exc.name):
+            return None
+        raise
+
+
+class AuditedWithdrawals:
+    """The withdrawal service, with owner approvals and rejections also written to the owner
+    audit log (right after the withdrawal's own transaction, whose event history records the
+    actor too). Everything else is the service itself."""
+
+    def __init__(self, service: Any, sessions: Any) -> None:
+        self._service = service
+        self._sessions = sessions
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._service, name)
+
+    def approve(self, withdrawal_id: int, actor: str) -> Any:
+        """Approve, then audit."""
+        info = self._service.approve(withdrawal_id, actor)
+        _audit(self._sessions, actor, "approve_withdrawal", "approved", info)
+        return info
+
+    def reject(self, withdrawal_id: int, actor: str, reason: str) -> Any:
+        """Reject (the hold goes back), then audit."""
+        info = self._service.reject(withdrawal_id, actor, reason)
+        _audit(self._sessions, actor, "reject_withdrawal", reason, info)
+        return info
+
+
+def start_withdrawals(app: FastAPI, settings: ExchangeSettings, rt: Runtime) -> Any | None:
+    """Set up the withdrawal service (whenever the package exists) and return the worker to
+    run (None without the package or without chains). Imported by name, so this app does not
+    depend on the package at type-check or install time."""
+    withdrawals = optional_module("scnode_exchange.withdrawals")
+    if withdrawals is None:
+        return None
+    policies = importlib.import_module("scnode_exchange.withdrawals.settings").build_policies(
+        {name: chain.asset for name, chain in settings.chains.items()},
+        {name: dict(policy) for name, policy in settings.withdrawals.items()},
+        settings.withdrawal_approval_threshold,
+    )
+    service = withdrawals.WithdrawalService(rt.sessions, policies)
+    app.state.withdrawal_service = AuditedWithdrawals(service, rt.sessions)
+    if not settings.chains:
+        return None
+    client = importlib.import_module("scnode_exchange.chainclient").ChainApiClient
+    sender = importlib.import_module("scnode_exchange.withdrawals.chain").ChainApiSender
+    senders = {
+        name: sender(client(chain.api_url, chain.api_key.get_secret_value()))
+        for name, chain in settings.chains.items()
+    }
+    worker = withdrawals.WithdrawalWorker(
+        service, senders, poll_seconds=settings.withdrawal_poll_seconds
+    )
+    app.state.withdrawal_worker = worker
+    return worker
+
+
+def _audit(sessions: Any, actor: str, action: str, reason: str, info: Any) -> None:
+    with sessions.begin() as session:
+        OwnerOperations.record(
+            session,
+            actor,
+            action,
+            reason,
+            member_id=info.member_id,
+            details={
+                "withdrawal_id": info.id,
+                "chain": info.chain,
+                "amount": info.amount,
+                "state": info.state,
+            },
+        )
+
+
+def deposit_workers(settings: ExchangeSettings, rt: Runtime) -> list[Any]:
+    """What the deposits package asks to run (its ``build_worker``), if anything."""
+    module = optional_module("scnode_exchange.deposits")
+    build = getattr(module, "build_worker", None) if module is not None else None
+    if build is None:
+        return []
+    worker = build(settings, rt.sessions)
+    return [] if worker is None else [worker]

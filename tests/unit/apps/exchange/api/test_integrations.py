@@ -1,0 +1,70 @@
+"""The withdrawals package inside the exchange app: its routes are mounted with this app's
+auth, and an owner approval or rejection lands in the owner audit log."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from scnode_exchange.api.app import create_app
+from tests.unit.apps.exchange.api.node import Node, make_settings
+
+pytest.importorskip("scnode_exchange.withdrawals.api", reason="withdrawals package not present")
+
+ADDRESS = "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4"  # BIP-173 test vector
+
+
+@pytest.fixture
+def wnode(exchange_db_url: str, tmp_path: Path) -> Iterator[Node]:
+    # a chain API nobody listens on: requests wait for approval, sends never leave
+    chains = {
+        "bitcoin": {
+            "asset": "SATS",
+            "api_url": "http://127.0.0.1:9",
+            "api_key": "scnk_00000000_" + "a" * 43,
+        }
+    }
+    settings, key = make_settings(
+        tmp_path, exchange_db_url, chains=chains, withdrawal_approval_threshold=10_000
+    )
+    with TestClient(create_app(settings)) as client:
+        yield Node(client, key, settings)
+
+
+def test_withdrawal_approval_and_rejection_are_audited(wnode: Node) -> None:
+    client = wnode.client
+    member_id, alice = wnode.member("alice", sats=200_000)
+    _, bob = wnode.member("bob")
+    ids = []
+    for key in ("first-withdrawal", "second-withdrawal"):
+        reply = client.post(
+            "/v1/withdrawals",
+            headers=alice,
+            json={"chain": "bitcoin", "address": ADDRESS, "amount": 50_000, "idempotency_key": key},
+        )
+        assert reply.status_code == 201, reply.text
+        assert reply.json()["state"] == "awaiting_approval"
+        ids.append(reply.json()["id"])
+    # scoped like every member route: bob cannot see alice's withdrawal
+    assert client.get(f"/v1/withdrawals/{ids[0]}", headers=bob).status_code == 404
+    assert client.post(f"/v1/owner/withdrawals/{ids[0]}/approve", headers=alice).status_code == 403
+
+    approved = client.post(f"/v1/owner/withdrawals/{ids[0]}/approve", headers=wnode.owner)
+    assert approved.status_code == 200, approved.text
+    rejected = client.post(
+        f"/v1/owner/withdrawals/{ids[1]}/reject",
+        headers=wnode.owner,
+        json={"reason": "address not on file"},
+    )
+    assert rejected.status_code == 200, rejected.text
+    audit = client.get(f"/api/owner/audit?member_id={member_id}", headers=wnode.owner).json()
+    actions = [
+        (a["action"], a["reason"], a["details"].get("withdrawal_id")) for a in audit["items"][:2]
+    ]
+    assert actions == [
+        ("reject_withdrawal", "address not on file", ids[1]),
+        ("approve_withdrawal", "approved", ids[0]),
+    ]
