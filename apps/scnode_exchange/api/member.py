@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
@@ -19,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from scnode_exchange.api.auth import MemberDep
 from scnode_exchange.api.runtime import Runtime, runtime
+from scnode_exchange.db import Base
 from scnode_exchange.ledger import Account, Asset, JournalEntry, Member, Posting
 from scnode_exchange.marketdata.queries import timestamp
 from scnode_exchange.matching import OrderType, Side, TimeInForce
@@ -190,6 +192,61 @@ def member_history(
     return _page([_history_item(p, e, a, amt, decimals) for p, e, a, amt in rows], limit)
 
 
+_PENDING_SOURCES = (
+    # (table, kind, the columns shown, which rows are still pending)
+    (
+        "deposits",
+        "deposit",
+        (
+            "chain",
+            "asset",
+            "amount",
+            "address",
+            "txid",
+            "vout",
+            "confirmations",
+            "state",
+            "first_seen_at",
+        ),
+        ("pending",),
+        True,
+    ),
+    (
+        "withdrawals",
+        "withdrawal",
+        ("chain", "asset", "amount", "fee", "address", "txid", "state", "created_at"),
+        ("confirmed", "failed", "cancelled", "rejected"),
+        False,
+    ),
+)
+
+
+def member_pending(session: Session, member_id: int) -> list[dict[str, Any]]:
+    """Deposits not yet credited and withdrawals not yet final, from the deposits and
+    withdrawals packages' tables when those packages are installed."""
+    out: list[dict[str, Any]] = []
+    for name, kind, columns, states, states_are_pending in _PENDING_SOURCES:
+        table = Base.metadata.tables.get(name)
+        if table is None or not {"id", "member_id", "state", *columns} <= set(table.c.keys()):
+            continue
+        state_filter = (
+            table.c.state.in_(states) if states_are_pending else (table.c.state.not_in(states))
+        )
+        query = (
+            select(table.c.id, *(table.c[c] for c in columns))
+            .where(table.c.member_id == member_id, state_filter)
+            .order_by(table.c.id.desc())
+            .limit(100)
+        )
+        for row in session.execute(query).mappings():
+            item: dict[str, Any] = {"kind": kind, **row}
+            for key, value in item.items():
+                if isinstance(value, datetime):
+                    item[key] = timestamp(value)
+            out.append(item)
+    return out
+
+
 CSV_COLUMNS = [
     "id",
     "time",
@@ -323,7 +380,10 @@ def build_router() -> APIRouter:
         limit: Limit = 100,
     ) -> dict[str, Any]:
         with rt.sessions() as session:
-            return member_history(session, member.member_id, kind, before_id, limit)
+            page = member_history(session, member.member_id, kind, before_id, limit)
+            # what is not booked yet comes first, on the first page only
+            page["pending"] = member_pending(session, member.member_id) if before_id is None else []
+            return page
 
     @router.get("/history.csv")
     def history_export(

@@ -68,3 +68,40 @@ def test_withdrawal_approval_and_rejection_are_audited(wnode: Node) -> None:
         ("reject_withdrawal", "address not on file", ids[1]),
         ("approve_withdrawal", "approved", ids[0]),
     ]
+
+
+def test_unified_history_lists_withdrawals_not_yet_final(wnode: Node) -> None:
+    client = wnode.client
+    _, alice = wnode.member("alice", sats=200_000)
+    _, bob = wnode.member("bob", sats=200_000)
+    waiting = client.post(
+        "/v1/withdrawals",
+        headers=alice,
+        json={
+            "chain": "bitcoin",
+            "address": ADDRESS,
+            "amount": 60_000,
+            "idempotency_key": "wait-1",
+        },
+    )
+    rejected = client.post(
+        "/v1/withdrawals",
+        headers=alice,
+        json={
+            "chain": "bitcoin",
+            "address": ADDRESS,
+            "amount": 70_000,
+            "idempotency_key": "wait-2",
+        },
+    )
+    client.post(
+        f"/v1/owner/withdrawals/{rejected.json()['id']}/reject",
+        headers=wnode.owner,
+        json={"reason": "no"},
+    )
+    pending = client.get("/api/history", headers=alice).json()["pending"]
+    assert [(p["kind"], p["id"], p["state"], p["amount"]) for p in pending] == [
+        ("withdrawal", waiting.json()["id"], "awaiting_approval", 60_000)
+    ]
+    assert client.get("/api/history", headers=bob).json()["pending"] == []
+    assert wnode.balance(alice, "SATS")["reserved"] == waiting.json()["total"]
