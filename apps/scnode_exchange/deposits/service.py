@@ -244,6 +244,48 @@ class DepositService:
                 )
             )
 
+    def known_addresses(self, chain: str, addresses: Iterable[str]) -> set[str]:
+        """Which of ``addresses`` are deposit addresses of ``chain``."""
+        listed = sorted(set(addresses))
+        found: set[str] = set()
+        with self.sessions() as session:
+            for start in range(0, len(listed), 500):
+                found.update(
+                    session.scalars(
+                        select(DepositAddress.address).where(
+                            DepositAddress.chain == chain,
+                            DepositAddress.address.in_(listed[start : start + 500]),
+                        )
+                    )
+                )
+        return found
+
+    def outputs_of(self, chain: str, txid: str) -> list[tuple[int, str, int]]:
+        """``[(vout, address, amount)]`` of the deposits a transaction made."""
+        with self.sessions() as session:
+            rows = session.execute(
+                select(Deposit.vout, Deposit.address, Deposit.amount).where(
+                    Deposit.chain == chain, Deposit.txid == txid
+                )
+            )
+            return [(v, a, n) for v, a, n in rows]
+
+    def settled_txids(self, chain: str, depth: int) -> set[str]:
+        """Transactions all of whose deposits are credited (or in suspense) and at least
+        ``depth`` deep: nothing about them can change any more."""
+        with self.sessions() as session:
+            unsettled = select(Deposit.txid).where(
+                Deposit.chain == chain,
+                (Deposit.state.in_(["pending", "reorged"])) | (Deposit.confirmations < depth),
+            )
+            return set(
+                session.scalars(
+                    select(Deposit.txid)
+                    .where(Deposit.chain == chain, Deposit.txid.not_in(unsettled))
+                    .distinct()
+                )
+            )
+
     # -- views -------------------------------------------------------------------------------
     def _view(self, d: Deposit) -> DepositView:
         required = self.chains[d.chain].confirmations if d.chain in self.chains else 0
