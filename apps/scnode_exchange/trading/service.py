@@ -4,6 +4,13 @@
 fill as one balanced journal entry (buyer, seller, fee account), and stores the order, trade
 and sequence rows — all in one transaction. If anything fails, the transaction rolls back and
 the in-memory book is rebuilt from the database, so memory never runs ahead of what is stored.
+``Exchange.place_orders`` does the same for a batch of orders in ONE transaction (group
+commit; ``trading.group.OrderQueue`` feeds it from many concurrent callers): no result is
+returned before the commit.
+
+The database work of a transaction goes through ``trading.writer.TradeWriter``: the same
+ledger rules as ``Ledger``, checked on locked rows in memory and written with a few multi-row
+Core statements at the end (instead of an ORM flush per object) — see that module.
 
 One process owns a market's book (the exchange service). The ``market_state`` row is locked in
 every write transaction, so a second writer would wait rather than interleave; it would still
@@ -13,7 +20,7 @@ hold a stale book, which is why ``place_order`` checks the stored sequence and r
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -21,8 +28,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from scnode_exchange.ledger import (
     FEES,
+    Account,
     InsufficientFundsError,
-    Ledger,
     Leg,
     Member,
     MemberFrozenError,
@@ -46,7 +53,8 @@ from scnode_exchange.matching import (
     Side,
     TimeInForce,
 )
-from scnode_exchange.trading.models import MarketState, Order, Trade
+from scnode_exchange.trading.models import MarketState, Order
+from scnode_exchange.trading.writer import OrderRow, TradeWriter
 
 OPEN = "open"
 FILLED = "filled"
@@ -74,6 +82,19 @@ def hold_amount(spec: MarketSpec, side: Side, price: int, quantity: int) -> tupl
     if side is Side.BUY:
         return spec.quote, spec.quote_amount(price, quantity)
     return spec.base, spec.base_amount(quantity)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderCommand:
+    """One order to place (the arguments of ``Exchange.place_order``)."""
+
+    member_id: int
+    market: str
+    side: Side
+    price: int
+    quantity: int
+    order_type: OrderType = OrderType.LIMIT
+    tif: TimeInForce = TimeInForce.GTC
 
 
 class Exchange:
@@ -117,36 +138,45 @@ class Exchange:
         tif: TimeInForce = TimeInForce.GTC,
     ) -> PlaceResult:
         """Place an order for ``member_id``; see the module docstring for what happens."""
-        spec = self.markets.get(market)
-        if spec is None:
-            raise ValueError(f"unknown market {market!r}")
-        for name, value in (("price", price), ("quantity", quantity)):
-            # refuse before anything is stored: amounts are integers that fit a BIGINT
-            if type(value) is not int or not -BIGINT_MAX <= value <= BIGINT_MAX:
-                raise ValueError(f"{name} must be an integer, got {value!r}")
+        command = OrderCommand(member_id, market, side, price, quantity, order_type, tif)
+        self._check(command)
         with self._lock:
-            book = self.books[market]
+            return self._transaction([command])[0]
+
+    def place_orders(self, commands: Sequence[OrderCommand]) -> list[PlaceResult | Exception]:
+        """Place several orders in ONE transaction (group commit), in the given order.
+
+        Each result is what ``place_order`` would have returned for that command, or the
+        exception it would have raised. Nothing is returned before the commit, so every
+        returned result is durable. If the batch's transaction fails, nothing of it is
+        stored, the books are rebuilt, and each command is tried again in its own transaction,
+        so one bad command costs only itself.
+        """
+        results: list[PlaceResult | Exception | None] = [None] * len(commands)
+        valid: list[tuple[int, OrderCommand]] = []
+        for i, command in enumerate(commands):
             try:
-                with self.sessions.begin() as session:
-                    state = self._market_state(session, market, book)
-                    book = self.books[market]
-                    if session.get(Member, member_id) is None:
-                        raise UnknownAccountError(f"no member {member_id}")
-                    order = Order(
-                        market=market, member_id=member_id, side=side.value,
-                        type=order_type.value, tif=tif.value, price=price,
-                        quantity=quantity, remaining=0, status=REJECTED,
-                    )  # fmt: skip
-                    session.add(order)
-                    session.flush()
-                    req = OrderRequest(order.id, member_id, side, price, quantity, order_type, tif)
-                    events = self._reserve_and_place(session, spec, book, req, order)
-                    self._apply(session, spec, events, {order.id: order})
-                    state.next_seq = book.next_seq
-                    return PlaceResult(order.id, order.status, events, order.reject_reason)
-            except BaseException:
-                self.books[market] = self.load_book(market)
-                raise
+                self._check(command)
+            except ValueError as exc:
+                results[i] = exc
+            else:
+                valid.append((i, command))
+        if valid:
+            with self._lock:
+                try:
+                    placed = self._transaction([c for _, c in valid])
+                    for (i, _), result in zip(valid, placed, strict=True):
+                        results[i] = result
+                except Exception as exc:
+                    if len(valid) == 1:
+                        results[valid[0][0]] = exc
+                    else:
+                        for i, command in valid:
+                            try:
+                                results[i] = self._transaction([command])[0]
+                            except Exception as single:
+                                results[i] = single
+        return [r for r in results if r is not None]
 
     def cancel_order(self, member_id: int, order_id: int) -> list[Event]:
         """Cancel one of the caller's open orders and release what it still holds."""
@@ -154,15 +184,18 @@ class Exchange:
             market = None
             try:
                 with self.sessions.begin() as session:
-                    order = session.get(Order, order_id, with_for_update=True)
+                    writer = TradeWriter(session)
+                    writer.load_orders([order_id], lock=True)
+                    order = writer.orders.get(order_id)
                     if order is None or order.member_id != member_id or order.status != OPEN:
                         raise OrderNotFoundError(f"no open order {order_id} of member {member_id}")
                     market = order.market
-                    state = self._market_state(session, market, self.books[market])
+                    self._lock_market(writer, market)
                     book = self.books[market]
                     events = book.cancel(order_id)
-                    self._apply(session, self.markets[market], events, {order.id: order})
-                    state.next_seq = book.next_seq
+                    self._apply(writer, self.markets[market], events)
+                    writer.set_next_seq(market, book.next_seq)
+                    writer.flush()
                     return events
             except OrderNotFoundError:
                 raise
@@ -173,134 +206,209 @@ class Exchange:
 
     # --- internals --------------------------------------------------------------------------
 
-    def _market_state(self, session: Session, market: str, book: OrderBook) -> MarketState:
-        state = session.get(MarketState, market, with_for_update=True, populate_existing=True)
-        if state is None:
-            state = MarketState(market=market, next_seq=book.next_seq)
-            session.add(state)
-            session.flush()
-        elif state.next_seq != book.next_seq:
-            # another writer moved the market on: continue from what is stored
-            self.books[market] = book_from_db(session, self.markets[market], state.next_seq)
-        return state
+    def _check(self, command: OrderCommand) -> None:
+        if command.market not in self.markets:
+            raise ValueError(f"unknown market {command.market!r}")
+        for name, value in (("price", command.price), ("quantity", command.quantity)):
+            # refuse before anything is stored: amounts are integers that fit a BIGINT
+            if type(value) is not int or not -BIGINT_MAX <= value <= BIGINT_MAX:
+                raise ValueError(f"{name} must be an integer, got {value!r}")
 
-    def _reserve_and_place(
-        self, session: Session, spec: MarketSpec, book: OrderBook, req: OrderRequest, order: Order
-    ) -> list[Event]:
-        if book.validate(req) is not None:
-            return book.place(req)  # the engine reports why; nothing to reserve
-        ledger = Ledger(session)
-        asset, amount = hold_amount(spec, req.side, req.price, req.quantity)
+    def _transaction(self, commands: Sequence[OrderCommand]) -> list[PlaceResult]:
+        """Place ``commands`` in one transaction; on any failure roll back and reload."""
+        markets = sorted({c.market for c in commands})
         try:
-            hold = ledger.reserve(
-                self._account_id(ledger, req.member_id, asset),
-                amount,
-                f"order {req.order_id} on {spec.symbol}",
-                reference=f"order:{req.order_id}",
-            )
-        except InsufficientFundsError:
-            return book.reject(req.order_id, RejectReason.INSUFFICIENT_FUNDS)
-        except MemberFrozenError:
-            return book.reject(req.order_id, RejectReason.MEMBER_FROZEN)
-        order.hold_id = hold.id
-        return book.place(req)
+            with self.sessions.begin() as session:
+                writer = TradeWriter(session)
+                for market in markets:
+                    self._lock_market(writer, market)
+                # fee accounts have low ids: locking them first keeps PostgreSQL's row locks
+                # in ascending order as far as the exchange can know them in advance
+                writer.lock_accounts(
+                    self._fee_account_id(writer, asset)
+                    for market in markets
+                    for asset in (self.markets[market].base, self.markets[market].quote)
+                )
+                writer.allocate(len(commands))
+                results = [self._place(writer, command) for command in commands]
+                for market in markets:
+                    writer.set_next_seq(market, self.books[market].next_seq)
+                writer.flush()
+            return results
+        except BaseException:
+            for market in markets:
+                self.books[market] = self.load_book(market)
+            raise
 
-    def _apply(
-        self, session: Session, spec: MarketSpec, events: list[Event], orders: dict[int, Order]
-    ) -> None:
-        ledger = Ledger(session)
+    def _lock_market(self, writer: TradeWriter, market: str) -> None:
+        book = self.books[market]
+        stored = writer.market_seq(market)
+        if stored is None:
+            writer.set_next_seq(market, book.next_seq, new=True)
+        elif stored != book.next_seq:
+            # another writer moved the market on: continue from what is stored
+            self.books[market] = book_from_db(writer.session, self.markets[market], stored)
 
-        def get(order_id: int) -> Order:
-            found = orders.get(order_id)
-            if found is None:
-                found = session.get(Order, order_id)
-                assert found is not None, f"order {order_id} is on the book but not stored"
-                orders[order_id] = found
-            return found
+    def _place(self, writer: TradeWriter, command: OrderCommand) -> PlaceResult:
+        spec = self.markets[command.market]
+        book = self.books[command.market]
+        side = command.side
+        asset, amount = hold_amount(spec, side, command.price, command.quantity)
+        account_id = self._account_id(writer, command.member_id, asset)
+        order = writer.new_order(
+            command.market, command.member_id, side.value, command.order_type.value,
+            command.tif.value, command.price, command.quantity,
+        )  # fmt: skip
+        req = OrderRequest(
+            order.id, command.member_id, side, command.price, command.quantity,
+            command.order_type, command.tif,
+        )  # fmt: skip
+        if book.validate(req) is not None:
+            events = book.place(req)  # the engine reports why; nothing to reserve
+        else:
+            if account_id is None:
+                raise UnknownAccountError(f"member {command.member_id} has no {asset} account")
+            try:
+                hold = writer.reserve(
+                    writer.account(account_id),
+                    amount,
+                    f"order {order.id} on {spec.symbol}",
+                    f"order:{order.id}",
+                )
+            except InsufficientFundsError:
+                events = book.reject(order.id, RejectReason.INSUFFICIENT_FUNDS)
+            except MemberFrozenError:
+                events = book.reject(order.id, RejectReason.MEMBER_FROZEN)
+            else:
+                order.hold_id = hold.id
+                events = book.place(req)
+        self._apply(writer, spec, events)
+        return PlaceResult(order.id, order.status, events, order.reject_reason)
 
+    def _apply(self, writer: TradeWriter, spec: MarketSpec, events: list[Event]) -> None:
+        # read every stored order the events name, and lock every account they move, at once
+        writer.load_orders(
+            e.order_id if not isinstance(e, Fill) else e.maker_order_id
+            for e in events
+            if not isinstance(e, Accepted)
+        )
+        accounts = [
+            self._account_id(writer, member, asset)
+            for e in events
+            if isinstance(e, Fill)
+            for member in (e.maker_member_id, e.taker_member_id)
+            for asset in (spec.base, spec.quote)
+        ]
+        writer.lock_accounts(
+            [a for a in accounts if a is not None]
+            + [
+                writer.holds[o.hold_id].account_id
+                for o in writer.orders.values()
+                if o.hold_id is not None and o.hold_id in writer.holds
+            ]
+        )
+        orders = writer.orders
         for event in events:
             if isinstance(event, Accepted):
-                taker = get(event.order_id)
+                taker = orders[event.order_id]
                 taker.status, taker.priority, taker.remaining = OPEN, event.seq, event.quantity
             elif isinstance(event, Fill):
-                self._post_fill(session, ledger, spec, event, get(event.buy_order_id),
-                                get(event.sell_order_id))  # fmt: skip
+                self._post_fill(writer, spec, event, orders[event.buy_order_id],
+                                orders[event.sell_order_id])  # fmt: skip
             elif isinstance(event, Cancelled):
-                order = get(event.order_id)
+                order = orders[event.order_id]
                 order.remaining = 0
-                self._release(ledger, order)
+                order.dirty = True
+                self._release(writer, order)
             elif isinstance(event, Done):
-                get(event.order_id).status = FILLED if event.reason == "filled" else CANCELLED
+                order = orders[event.order_id]
+                order.status = FILLED if event.reason == "filled" else CANCELLED
+                order.dirty = True
             elif isinstance(event, Rejected):
-                order = get(event.order_id)
+                order = orders[event.order_id]
                 order.status, order.reject_reason, order.remaining = REJECTED, event.reason, 0
-                self._release(ledger, order)
-        session.flush()
+                order.dirty = True
+                self._release(writer, order)
 
-    def _release(self, ledger: Ledger, order: Order) -> None:
+    def _release(self, writer: TradeWriter, order: OrderRow) -> None:
         if order.hold_id is None:
             return
-        hold = ledger.session.get(Hold, order.hold_id)
+        hold = writer.holds.get(order.hold_id)
         if hold is not None and hold.is_open and hold.remaining:
-            ledger.release(hold)
+            writer.release(hold)
 
-    def _account_id(self, ledger: Ledger, member_id: int, asset: str) -> int:
+    def _account_id(self, writer: TradeWriter, member_id: int, asset: str) -> int | None:
+        """The member's account id in ``asset`` (None: the member has no such account);
+        UnknownAccountError when there is no such member."""
         key = (member_id, asset)
         found = self._member_accounts.get(key)
-        if found is None:
-            found = self._member_accounts[key] = ledger.member_account(member_id, asset).id
+        if found is not None:
+            return found
+        rows = writer.conn.execute(
+            select(Account.id, Account.asset).where(Account.member_id == member_id)
+        ).all()
+        for account_id, account_asset in rows:
+            self._member_accounts[(member_id, account_asset)] = int(account_id)
+        found = self._member_accounts.get(key)
+        if found is None and writer.session.get(Member, member_id) is None:
+            raise UnknownAccountError(f"no member {member_id}")
         return found
 
-    def _fee_account_id(self, ledger: Ledger, asset: str) -> int:
+    def _fee_account_id(self, writer: TradeWriter, asset: str) -> int:
         found = self._fee_accounts.get(asset)
         if found is None:
-            found = self._fee_accounts[asset] = ledger.system_account(FEES, asset).id
+            found = writer.conn.execute(
+                select(Account.id).where(Account.system_name == FEES, Account.asset == asset)
+            ).scalar()
+            if found is None:
+                raise UnknownAccountError(f"no system account {FEES} in {asset}")
+            self._fee_accounts[asset] = found = int(found)
         return found
 
     def _post_fill(
-        self,
-        session: Session,
-        ledger: Ledger,
-        spec: MarketSpec,
-        fill: Fill,
-        buy: Order,
-        sell: Order,
+        self, writer: TradeWriter, spec: MarketSpec, fill: Fill, buy: OrderRow, sell: OrderRow
     ) -> None:
         assert buy.hold_id is not None and sell.hold_id is not None
         quote, base = spec.quote, spec.base
-        account = self._account_id
+
+        def account(member: int, asset: str) -> int:
+            found = self._account_id(writer, member, asset)
+            if found is None:
+                raise UnknownAccountError(f"member {member} has no {asset} account")
+            return found
+
         legs = [
-            Leg(account(ledger, buy.member_id, quote), -fill.quote_amount, buy.hold_id),
-            Leg(account(ledger, sell.member_id, quote), fill.quote_amount - fill.seller_fee),
-            Leg(self._fee_account_id(ledger, quote), fill.seller_fee),
-            Leg(account(ledger, sell.member_id, base), -fill.base_amount, sell.hold_id),
-            Leg(account(ledger, buy.member_id, base), fill.base_amount - fill.buyer_fee),
-            Leg(self._fee_account_id(ledger, base), fill.buyer_fee),
+            Leg(account(buy.member_id, quote), -fill.quote_amount, buy.hold_id),
+            Leg(account(sell.member_id, quote), fill.quote_amount - fill.seller_fee),
+            Leg(self._fee_account_id(writer, quote), fill.seller_fee),
+            Leg(account(sell.member_id, base), -fill.base_amount, sell.hold_id),
+            Leg(account(buy.member_id, base), fill.base_amount - fill.buyer_fee),
+            Leg(self._fee_account_id(writer, base), fill.buyer_fee),
         ]
-        entry = ledger.post(
+        trade = {
+            "market": spec.symbol, "seq": fill.seq, "maker_order_id": fill.maker_order_id,
+            "taker_order_id": fill.taker_order_id, "buyer_id": buy.member_id,
+            "seller_id": sell.member_id, "taker_side": fill.taker_side.value,
+            "price": fill.price, "quantity": fill.quantity, "base_amount": fill.base_amount,
+            "quote_amount": fill.quote_amount, "buyer_fee": fill.buyer_fee,
+            "seller_fee": fill.seller_fee,
+        }  # fmt: skip
+        writer.post(
             "trade",
             f"{spec.symbol} fill {fill.quantity} lots at {fill.price}: "
             f"order {buy.id} buys from order {sell.id}",
             [leg for leg in legs if leg.amount],
             reference=f"trade:{spec.symbol}:{fill.seq}",
             actor="matching",
+            trade=trade,
         )
         # a buy filled below its limit keeps only what its remaining lots can still cost
         excess = (buy.price - fill.price) * fill.quantity
         if excess:
-            ledger.release(buy.hold_id, excess)
+            writer.release(writer.holds[buy.hold_id], excess)
         buy.remaining -= fill.quantity
         sell.remaining -= fill.quantity
-        session.add(
-            Trade(
-                market=spec.symbol, seq=fill.seq, maker_order_id=fill.maker_order_id,
-                taker_order_id=fill.taker_order_id, buyer_id=buy.member_id,
-                seller_id=sell.member_id, taker_side=fill.taker_side.value, price=fill.price,
-                quantity=fill.quantity, base_amount=fill.base_amount,
-                quote_amount=fill.quote_amount, buyer_fee=fill.buyer_fee,
-                seller_fee=fill.seller_fee, entry_id=entry.id,
-            )
-        )  # fmt: skip
+        buy.dirty = sell.dirty = True
 
 
 def book_from_db(session: Session, spec: MarketSpec, next_seq: int) -> OrderBook:
