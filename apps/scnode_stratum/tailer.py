@@ -200,6 +200,11 @@ class LogTailer:
         on, so a last line without newline is complete too)."""
         progressed = False
         while True:
+            if not final and not self._same_spot(fd, self.offset, self.tail):
+                # copytruncate, possibly already written past our offset again
+                self._truncated()
+                progressed = True
+                continue
             data = os.pread(fd, self.chunk_bytes, self.offset)
             if not data:
                 return progressed

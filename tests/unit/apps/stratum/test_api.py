@@ -198,3 +198,37 @@ def test_worker_states() -> None:
     assert worker_state(now - 1800, now) == "off"
     assert worker_state(now - 1801, now) == "dis"
     assert worker_state(None, now) == "dis"
+
+
+def test_health_is_503_while_the_log_file_is_missing(tmp_path: Path) -> None:
+    read = generate({"read"})
+    keys = tmp_path / "keys.json"
+    ApiKeyStore([read.record]).save(keys)
+    settings = StratumApiSettings(
+        log_file=tmp_path / "not-yet.log",
+        state_db=tmp_path / "s.db",
+        api_keys_file=keys,
+        poll_interval=0.02,
+    )
+    with TestClient(create_app(settings)) as client:
+        health = client.get("/healthz")
+        assert health.status_code == 503
+        assert health.json()["log_file_exists"] is False
+        # the translator starts later: the file is picked up
+        append(
+            tmp_path / "not-yet.log", [*synthetic.start_lines(), *synthetic.connect_lines(1, "x.y")]
+        )
+        wait_until(lambda: client.get("/healthz").json()["lines"] == 9)
+        assert client.get("/healthz").status_code == 200
+
+
+def test_main_names_bad_settings_and_exits_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from scnode_stratum.__main__ import main
+
+    for name in ("LOG_FILE", "STATE_DB", "API_KEYS_FILE"):
+        monkeypatch.delenv(f"SCNODE_STRATUM_API_{name}", raising=False)
+    assert main([]) == 2
+    err = capsys.readouterr().err
+    assert "SCNODE_STRATUM_API_LOG_FILE" in err and "SCNODE_STRATUM_API_STATE_DB" in err
