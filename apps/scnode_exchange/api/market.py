@@ -172,8 +172,9 @@ def build_router() -> APIRouter:
             closed.cancel()
             rt.feed.unsubscribe(sub)
             rt.metrics.subscribers.set(rt.feed.subscriber_count())
-            if ws.application_state == WebSocketState.CONNECTED:
-                with contextlib.suppress(RuntimeError):
+            gone = ws.client_state != WebSocketState.CONNECTED
+            if ws.application_state == WebSocketState.CONNECTED and not gone:
+                with contextlib.suppress(RuntimeError, WebSocketDisconnect):
                     await ws.close()
 
     async def depth_snapshot(rt: Runtime, symbol: str) -> dict[str, Any]:
