@@ -365,6 +365,46 @@ def create_app(settings: StratumApiSettings) -> FastAPI:
             out.append({"start": _iso(start), "start_unix": start, **s})
         return out
 
+    @app.get("/v1/stratum/work")
+    async def work(
+        start: float = Query(ge=0, description="Unix seconds, inclusive"),
+        end: float | None = Query(default=None, description="Unix seconds, exclusive; now"),
+        _: Principal = read,
+    ) -> dict[str, Any]:
+        """Acknowledged work per worker and member in a time range (the payout split's input:
+        DESIGN §8). Rows older than the raw retention count by their minute."""
+        stop = time.time() if end is None else end
+        if stop <= start:
+            raise HTTPException(422, detail="end must be after start")
+        per = store.totals(start, end=stop)
+        members_of = {w["worker"]: w["member"] for w in store.workers()}
+        workers_out: dict[str, Any] = {}
+        members_out: dict[str, dict[str, Any]] = {}
+        unattributed: dict[str, Any] = {}
+        for name, entry in sorted(per.items()):
+            item = {
+                "shares_accepted": int(entry["accepted"]),
+                "accepted_difficulty": entry["diff_sum"],
+                "shares_rejected": int(entry["rejected"]),
+            }
+            owner = members_of.get(name)
+            if owner is None:
+                unattributed[name] = item
+                continue
+            workers_out[name] = {**item, "member": owner}
+            total = members_out.setdefault(
+                owner, {"shares_accepted": 0, "accepted_difficulty": 0.0, "shares_rejected": 0}
+            )
+            for key in total:
+                total[key] += item[key]
+        return {
+            "start": start,
+            "end": stop,
+            "workers": workers_out,
+            "members": members_out,
+            "unattributed": unattributed,
+        }
+
     @app.get("/v1/stratum/hashrate")
     async def hashrate(
         window: Literal["1m", "15m", "1h", "6h", "24h", "7d"] = "1h",
@@ -395,24 +435,28 @@ def create_app(settings: StratumApiSettings) -> FastAPI:
         return {"events": items, "cursor": items[-1]["id"] if items else cursor}
 
     @app.websocket("/v1/stratum/ws")
-    async def live(websocket: WebSocket, cursor: int | None = None) -> None:
+    async def live(
+        websocket: WebSocket, cursor: int | None = None, kinds: str | None = None
+    ) -> None:
         token = _ws_token(websocket)
         principal = keys().authenticate(token) if token else None
         if principal is None or "read" not in principal.scopes:
             await websocket.close(code=4401 if principal is None else 4403)
             return
         await websocket.accept()
+        wanted = set(kinds.split(",")) if kinds else None
         position = store.last_event_id() if cursor is None else cursor
         oldest = store.oldest_event_id()
         if cursor is not None and oldest and cursor < oldest - 1:
             await websocket.send_json({"kind": "resync", "oldest": oldest})
         try:
             while True:
-                items = store.events_after(position, 1000)
-                for item in items:
-                    await websocket.send_json(item)
-                if items:
-                    position = items[-1]["id"]
+                batch = store.events_after(position, 1000)
+                for item in batch:
+                    if wanted is None or item["kind"] in wanted:
+                        await websocket.send_json(item)
+                if batch:
+                    position = batch[-1]["id"]
                     continue
                 await feed.wait(15.0)
         except (WebSocketDisconnect, RuntimeError):

@@ -286,20 +286,27 @@ class StratumStore:
         return "", []
 
     def totals(
-        self, start: float, worker: str | None = None, member: str | None = None
+        self,
+        start: float,
+        worker: str | None = None,
+        member: str | None = None,
+        end: float = float("inf"),
     ) -> dict[str, dict[str, float]]:
-        """Per worker: submitted, accepted, rejected, diff_sum since ``start``."""
+        """Per worker: submitted, accepted, rejected, diff_sum in ``[start, end)`` (compacted
+        rows count by their minute: a bucket is in when its minute starts in the range)."""
         cond, params = self._filter(worker, member)
         out: dict[str, dict[str, float]] = {}
+        end_minute = int(-(-end // 60)) if end != float("inf") else 2**62
         raw = self._read(
             "SELECT COALESCE(worker, ''), SUM(submitted), SUM(accepted), SUM(rejected),"  # noqa: S608
-            f" SUM(diff_sum) FROM events WHERE ts >= ?{cond} GROUP BY COALESCE(worker, '')",
-            [start, *params],
+            f" SUM(diff_sum) FROM events WHERE ts >= ? AND ts < ?{cond}"
+            " GROUP BY COALESCE(worker, '')",
+            [start, end, *params],
         )
         buckets = self._read(
             "SELECT worker, SUM(submitted), SUM(accepted), SUM(rejected), SUM(diff_sum)"  # noqa: S608
-            f" FROM minute_buckets WHERE minute >= ?{cond} GROUP BY worker",
-            [int(-(-start // 60)), *params],
+            f" FROM minute_buckets WHERE minute >= ? AND minute < ?{cond} GROUP BY worker",
+            [int(-(-start // 60)), end_minute, *params],
         )
         for name, sub, acc, rej, diff in raw + buckets:
             entry = out.setdefault(

@@ -122,6 +122,17 @@ def test_workers_members_pool_and_hashrate(api: Api) -> None:
     assert hist["buckets"][-1]["hashrate_hps"] > 0
 
 
+def test_work_in_a_time_range(api: Api) -> None:
+    before = time.time() - 1
+    fill(api)
+    work = api.get("/v1/stratum/work", start=before)
+    assert work["members"]["alice"]["shares_accepted"] == 9
+    assert work["workers"]["bob.rig1"]["shares_accepted"] == 3
+    assert work["workers"]["bob.rig1"]["accepted_difficulty"] > 0
+    assert work["unattributed"] == {}
+    assert api.get("/v1/stratum/work", start=before - 60, end=before)["workers"] == {}
+
+
 def test_upstream_compatible_paths(api: Api) -> None:
     fill(api)
     miners = api.get("/v1/miners")
@@ -181,6 +192,10 @@ def test_websocket_feed_with_cursor(api: Api) -> None:
         append(api.log, synthetic.share_lines(1, 2))
         event = ws.receive_json()
         assert event["id"] == cursor + 1 and event["kind"] == "submit"
+    url = f"/v1/stratum/ws?cursor={cursor}&kinds=accept"
+    with api.client.websocket_connect(url, headers=headers) as ws:
+        event = ws.receive_json()
+        assert event["kind"] == "accept" and event["accepted"] == 1 and event["id"] == cursor + 2
 
 
 def test_metrics(api: Api) -> None:
