@@ -95,7 +95,7 @@ class Runtime:
     ) -> PlaceResult:
         """Place an order and publish what it changed."""
         async with self.lock:
-            before_depth = depth(self.exchange.books[market], FULL_DEPTH)
+            before_depth = self._depth_if_watched(market)
             before_seq = self.last_seq(market)
             result = await self.run(
                 self.exchange.place_order,
@@ -118,11 +118,17 @@ class Runtime:
         """Cancel one of the member's open orders (others' ids look missing); its market."""
         async with self.lock:
             market = await self.run(self._open_order_market, member_id, order_id)
-            before_depth = depth(self.exchange.books[market], FULL_DEPTH)
+            before_depth = self._depth_if_watched(market)
             before_seq = self.last_seq(market)
             await self.run(self.exchange.cancel_order, member_id, order_id)
             await self._publish(market, before_depth, before_seq, False)
             return market
+
+    def _depth_if_watched(self, market: str) -> dict[str, list[list[int]]] | None:
+        # the full depth is copied only when someone streams it
+        if not self.feed.has_subscribers("orders", market):
+            return None
+        return depth(self.exchange.books[market], FULL_DEPTH)
 
     def _open_order_market(self, member_id: int, order_id: int) -> str:
         with self.sessions() as session:
@@ -136,13 +142,17 @@ class Runtime:
         return market
 
     async def _publish(
-        self, market: str, before_depth: dict[str, list[list[int]]], before_seq: int, fills: bool
+        self,
+        market: str,
+        before_depth: dict[str, list[list[int]]] | None,
+        before_seq: int,
+        fills: bool,
     ) -> None:
         seq = self.last_seq(market)
         if seq == before_seq:
             return
         feed = self.feed
-        if feed.has_subscribers("orders", market):
+        if before_depth is not None and feed.has_subscribers("orders", market):
             changes = depth_changes(before_depth, depth(self.exchange.books[market], FULL_DEPTH))
             if changes["bids"] or changes["asks"]:
                 feed.publish("orders", market, seq, {"type": "update", "market": market, **changes})
