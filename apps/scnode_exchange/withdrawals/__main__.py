@@ -32,7 +32,11 @@ async def serve(settings: WithdrawalSettings) -> None:
         name: ChainApiSender(ChainApiClient(c.api_url, c.api_key.get_secret_value()))
         for name, c in settings.chains.items()
     }
-    service = WithdrawalService(make_sessionmaker(engine), settings.policies())
+    service = WithdrawalService(
+        make_sessionmaker(engine),
+        settings.policies(),
+        send_key_prefix=settings.withdrawal_key_prefix,
+    )
     worker = WithdrawalWorker(
         service,
         senders,

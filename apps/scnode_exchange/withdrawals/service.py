@@ -18,6 +18,7 @@ funds never left the member's account).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -200,9 +201,11 @@ class EventInfo:
         }
 
 
-def send_key_of(withdrawal_id: int) -> str:
-    """The chain API idempotency key of a withdrawal (zero-padded: the API wants ≥ 8 chars)."""
-    return f"wd-{withdrawal_id:06d}"
+def send_key_of(withdrawal_id: int, prefix: str = "wd") -> str:
+    """The chain API idempotency key of a withdrawal: ``wd-<id>``, the id zero-padded (the
+    chain API wants at least 8 characters). A node whose exchange database is ever rebuilt
+    from scratch sets another prefix, so new ids never meet the old keys the chain API keeps."""
+    return f"{prefix}-{withdrawal_id:06d}"
 
 
 def hold_reference(withdrawal_id: int) -> str:
@@ -218,7 +221,11 @@ class WithdrawalService:
         policies: Mapping[str, WithdrawalPolicy],
         *,
         clock: Callable[[], datetime] = utcnow,
+        send_key_prefix: str = "wd",
     ) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9_.:]{1,40}", send_key_prefix):
+            raise ValueError("send_key_prefix must be 1-40 of letters, digits and _.:")
+        self.send_key_prefix = send_key_prefix
         self.sessions = sessions
         self.policies = dict(policies)
         self.clock = clock
@@ -493,7 +500,7 @@ class WithdrawalService:
             member = session.get(Member, row.member_id, populate_existing=True)
             if member is None or member.frozen:
                 return None
-            row.send_key = send_key_of(row.id)
+            row.send_key = send_key_of(row.id, self.send_key_prefix)
             self._transition(session, row, SENDING, "worker", f"key {row.send_key}")
             return WithdrawalInfo.of(row)
 
