@@ -27,6 +27,7 @@ from scnode_core.apikeys import ApiKeyStore, Principal
 from scnode_core.auth import require_scope
 from scnode_stratum import __version__
 from scnode_stratum.logtail import read_tail_records
+from scnode_stratum.monitoring import MonitoringCrossCheck
 from scnode_stratum.parser import TranslatorLogParser
 from scnode_stratum.settings import StratumApiSettings
 from scnode_stratum.store import HASHES_PER_DIFF1, WINDOWS, StratumStore
@@ -116,9 +117,14 @@ class Feed:
 
 class StratumCollector(Collector):
     def __init__(
-        self, settings: StratumApiSettings, store: StratumStore, tailer: LogTailer
+        self,
+        settings: StratumApiSettings,
+        store: StratumStore,
+        tailer: LogTailer,
+        cross_check: MonitoringCrossCheck | None,
     ) -> None:
         self.settings, self.store, self.tailer = settings, store, tailer
+        self.cross_check = cross_check
 
     def collect(self) -> Iterator[Any]:
         t = self.tailer
@@ -183,6 +189,21 @@ class StratumCollector(Collector):
             )
         yield rate
         yield shares
+        if self.cross_check is not None:
+            up = GaugeMetricFamily(
+                "scnode_stratum_monitoring_up",
+                "1 when the translator's monitoring API answered the last cross-check",
+                labels=["instance"],
+            )
+            up.add_metric([self.settings.name], 1 if self.cross_check.up else 0)
+            yield up
+            fixes = CounterMetricFamily(
+                "scnode_stratum_attribution_corrections",
+                "channels whose worker the monitoring API corrected",
+                labels=["instance"],
+            )
+            fixes.add_metric([self.settings.name], self.cross_check.corrections)
+            yield fixes
 
 
 def _ws_token(websocket: WebSocket) -> str | None:
@@ -206,17 +227,27 @@ def create_app(settings: StratumApiSettings) -> FastAPI:
         raw_retention=settings.raw_retention_seconds,
         on_commit=feed.committed,
     )
+    cross_check = (
+        MonitoringCrossCheck(settings.monitoring_url, tailer, settings.monitoring_interval)
+        if settings.monitoring_url
+        else None
+    )
     registry = CollectorRegistry()
-    registry.register(StratumCollector(settings, store, tailer))
+    registry.register(StratumCollector(settings, store, tailer, cross_check))
     scale = settings.work_scale
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         feed.bind()
         task = asyncio.create_task(tailer.run())
+        checker = asyncio.create_task(cross_check.run()) if cross_check else None
         try:
             yield
         finally:
+            if cross_check is not None and checker is not None:
+                cross_check.stop()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await checker
             tailer.stop()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -478,6 +509,7 @@ def create_app(settings: StratumApiSettings) -> FastAPI:
         }
 
     non_share = [
+        "attribution_fix",
         "connect",
         "authorize",
         "disconnect",
@@ -505,9 +537,11 @@ def create_app(settings: StratumApiSettings) -> FastAPI:
             "status": "ok" if ok else "degraded",
             "configured": True,
             "log_configured": True,
-            "monitoring_configured": False,
+            "monitoring_configured": cross_check is not None,
             "log_status": "ok" if ok else "degraded",
-            "monitoring_status": "unconfigured",
+            "monitoring_status": (
+                "unconfigured" if cross_check is None else ("ok" if cross_check.up else "degraded")
+            ),
             "last_event_ts": _iso(pos.last_line_ts if pos else None),
             "recent_error_count": recent_errors,
             "upstream_channels": len(state.get("channels", {})),

@@ -129,6 +129,7 @@ KEEP_TEXT = {
     "translator_start",
     "log_error",
     "reject",
+    "attribution_fix",
 }
 
 
@@ -559,6 +560,33 @@ class TranslatorLogParser:
             self._touch(m[1], ts)
             return Event(ts, "submit", m[1], None, submitted=1)
         return None
+
+    def reattribute(self, cid: int, worker: str, ts: float) -> Event | None:
+        """Give channel ``cid`` to ``worker`` (the translator's monitoring API knows better
+        than the FIFO guess); returns the audit event, or None when nothing changed."""
+        channel = self.channels.get(cid)
+        if channel is None or not worker or channel.get("worker") == worker:
+            return None
+        before = channel.get("worker")
+        channel["worker"] = worker
+        ds_id = channel.get("ds")
+        ds = self.downstreams.get(int(ds_id)) if ds_id is not None else None
+        if ds is not None:
+            ds["worker"] = worker
+        update = self._touch(worker, ts)
+        update.connected = True
+        update.channel = cid
+        update.difficulty = float(channel["diff"])
+        self._count("attribution_fix")
+        return Event(
+            ts,
+            "attribution_fix",
+            worker,
+            cid,
+            level="WARN" if before else "INFO",
+            message=f"channel {cid}: worker {before!r} -> {worker!r} (translator monitoring API)",
+            data={"before": before, "after": worker},
+        )
 
     def _drop_downstream(self, ds_id: int, ts: float) -> str | None:
         ds = self.downstreams.pop(ds_id, None)

@@ -25,4 +25,8 @@ class StratumApiSettings(BaseSettings):
     compact_interval_seconds: float = Field(default=60.0, gt=0)
     # Simulated hashes per real hash (simnet's SIMNET_WORK_SCALE); 1 for a real translator.
     work_scale: float = Field(default=1.0, gt=0)
+    # sv2-apps translator monitoring API (127.0.0.1:9093 / :9096 upstream); cross-checks which
+    # worker each channel belongs to. Off when unset (v1.5.0 has no monitoring API).
+    monitoring_url: str | None = Field(default=None, pattern=r"^https?://")
+    monitoring_interval: float = Field(default=5.0, gt=0)
     environment: Literal["production", "development", "test"] = "production"

@@ -247,6 +247,23 @@ class LogTailer:
         if self.on_commit is not None:
             self.on_commit(last_id)
 
+    def apply_attribution(self, workers_by_channel: dict[int, str]) -> int:
+        """Correct channel → worker from the translator's monitoring API; only while caught up
+        with the log (channel ids restart with the translator, so a lagging reader could hold
+        an older channel of the same id). Returns how many channels changed."""
+        with self._lock:
+            if self.fd is None or self.lag_bytes() != 0:
+                return 0
+            now = time.time()
+            events = [
+                event
+                for cid, worker in sorted(workers_by_channel.items())
+                if (event := self.parser.reattribute(cid, worker, now)) is not None
+            ]
+            if events:
+                self._commit(events, 0)
+            return len(events)
+
     def _check_rotation(self) -> bool:
         assert self.fd is not None
         try:

@@ -16,13 +16,13 @@ from tests.integration.stratum.stratum_handle import StratumApi
 
 
 @pytest.fixture
-def stratum_api(tmp_path: Path) -> Iterator[Callable[[Path], StratumApi]]:
+def stratum_api(tmp_path: Path) -> Iterator[Callable[..., StratumApi]]:
     apis: list[StratumApi] = []
 
-    def start(log_file: Path) -> StratumApi:
+    def start(log_file: Path, **settings: str) -> StratumApi:
         workdir = tmp_path / f"stratum-api-{len(apis)}"
         workdir.mkdir()
-        api = StratumApi(workdir, log_file)
+        api = StratumApi(workdir, log_file, settings=settings)
         apis.append(api)
         api.start()
         return api
@@ -36,13 +36,16 @@ def acknowledged_in(paths: list[Path]) -> int:
     return sum(p.read_text().count("Received: SubmitSharesSuccess(") for p in paths if p.exists())
 
 
+@pytest.mark.parametrize("cross_check", [False, True], ids=["log-only", "monitoring-api"])
 def test_simnet_workers_appear_and_every_share_counts_once(
     mining_stack: Callable[..., tuple[TranslatorProcess, MinerProcess]],
-    stratum_api: Callable[[Path], StratumApi],
+    stratum_api: Callable[..., StratumApi],
+    cross_check: bool,
 ) -> None:
     translator, miners = mining_stack({"alice.rig1": "2T", "bob.rig2": "1T"})
     began = time.monotonic()
-    api = stratum_api(translator.log_path)
+    settings = {"MONITORING_URL": translator.monitoring_url, "MONITORING_INTERVAL": "0.5"}
+    api = stratum_api(translator.log_path, **(settings if cross_check else {}))
 
     def both_visible() -> bool:
         return {"alice.rig1", "bob.rig2"} <= set(api.accepted())
@@ -76,6 +79,8 @@ def test_simnet_workers_appear_and_every_share_counts_once(
         return len(theirs) == 2 and ours == theirs
 
     wait_for(same_attribution, timeout=10, what="the same channel attribution")
+    status = api.get("/v1/translator/status")
+    assert status["monitoring_status"] == ("ok" if cross_check else "unconfigured")
 
     miners.stop()
     time.sleep(0.5)

@@ -185,3 +185,42 @@ def test_compaction_keeps_window_totals(tmp_path: Path) -> None:
     assert moved == 20  # 10 submits + 10 acknowledgements folded into minute buckets
     assert store.totals(time.time() - 86400) == before
     assert store.totals(time.time() - 3600)["alice.rig1"]["accepted"] == 2
+
+
+def test_monitoring_attribution_corrects_a_wrong_fifo_guess(tmp_path: Path) -> None:
+    tailer, store = make_tailer(tmp_path)
+    log = tmp_path / "translator.log"
+    connect_1 = synthetic.connect_lines(1, "alice.rig1")
+    connect_2 = synthetic.connect_lines(2, "bob.rig2")
+    # both connect, then bob's authorize line comes first: FIFO gives bob channel 1
+    append(log, [*synthetic.start_lines(), *connect_1[:-2], *connect_2[:-2]])
+    append(log, [*connect_2[-2:], *connect_1[-2:]])
+    append(log, shares(1, 1, 2))
+    drain(tailer)
+    assert accepted(store) == {"bob.rig2": 2}
+    assert tailer.apply_attribution({1: "alice.rig1", 2: "bob.rig2"}) == 2
+    assert tailer.apply_attribution({1: "alice.rig1", 2: "bob.rig2"}) == 0
+    append(log, shares(1, 3, 5))
+    drain(tailer)
+    # what was stored stays (it is audited); new shares go to the right worker
+    assert accepted(store) == {"bob.rig2": 2, "alice.rig1": 3}
+    fixes = store.recent_events(10, kinds=["attribution_fix"])
+    assert {e["data"]["after"] for e in fixes} == {"alice.rig1", "bob.rig2"}
+    # the correction survives a restart
+    tailer.close()
+    store.close()
+    append(log, shares(1, 6, 6))
+    tailer, store = make_tailer(tmp_path)
+    drain(tailer)
+    assert accepted(store)["alice.rig1"] == 4
+
+
+def test_monitoring_attribution_waits_while_behind_the_log(tmp_path: Path) -> None:
+    tailer, store = make_tailer(tmp_path)
+    log = tmp_path / "translator.log"
+    start(log)
+    drain(tailer)
+    append(log, shares(1, 1, 1))  # not read yet
+    assert tailer.apply_attribution({1: "mallory.x"}) == 0
+    drain(tailer)
+    assert accepted(store) == {"alice.rig1": 1}
