@@ -138,7 +138,7 @@ class StratumCollector(Collector):
             "log records parsed since start, by kind (unknown = not understood)",
             labels=["instance", "kind"],
         )
-        for kind, n in sorted(t.parser.counters.by_kind.items()):
+        for kind, n in sorted(dict(t.parser.counters.by_kind).items()):
             kinds.add_metric([self.settings.name, kind], n)
         kinds.add_metric([self.settings.name, "unknown"], t.parser.counters.unknown)
         yield kinds

@@ -97,8 +97,11 @@ def test_workers_members_pool_and_hashrate(api: Api) -> None:
     assert pool["workers"] == 3 and pool["workers_connected"] == 3
     one = pool["windows"]["1m"]
     assert one["shares_submitted"] == 12 and one["shares_rejected"] == 0
-    # hashrate = accepted difficulty * 2^32 / window
-    assert one["hashrate_hps"] == pytest.approx(one["accepted_difficulty"] * 2**32 / 60)
+    # each acknowledged share counts with its channel's difficulty (diff1 / target); the
+    # hashrate estimate is accepted difficulty * 2^32 / window seconds
+    difficulty = 0xFFFF * 2**208 / int(synthetic.TARGET, 16)
+    assert one["accepted_difficulty"] == pytest.approx(12 * difficulty)
+    assert one["hashrate_hps"] == pytest.approx(12 * difficulty * 2**32 / 60)
     workers = {w["worker"]: w for w in api.get("/v1/stratum/workers")["workers"]}
     assert workers["alice.rig1"]["windows"]["15m"]["shares_accepted"] == 6
     assert workers["alice.rig1"]["state"] == "ok"

@@ -74,6 +74,27 @@ def test_state_survives_a_restart_between_any_two_lines() -> None:
         assert shares(events) == shares(whole), cut
 
 
+@needs_fixtures
+@pytest.mark.parametrize("level", ["debug", "info"])
+def test_no_line_that_matters_goes_unparsed(level: str) -> None:
+    important = (
+        "mining.submit from",
+        "SubmitSharesSuccess",
+        "SubmitSharesError",
+        "Received: OpenExtendedMiningChannelSuccess(",
+        "SetTarget(",
+        "Handling mining.authorize",
+        "registered successfully",
+        "Connected to upstream",
+    )
+    lines = (REAL / level / "translator.log").read_text().split("\n")
+    wanted = [line for line in lines if any(key in line for key in important)]
+    parser = TranslatorLogParser()
+    events = parser.feed(wanted)
+    assert len(events) == len(wanted)
+    assert parser.counters.unknown == 0
+
+
 def test_difficulty_and_member() -> None:
     assert difficulty_of_target("00000000ffff" + "0" * 52) == pytest.approx(1.0)
     assert difficulty_of_target("0000000000ffff" + "0" * 50) == pytest.approx(256.0)
