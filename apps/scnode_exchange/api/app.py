@@ -34,7 +34,7 @@ from scnode_exchange.api.auth import (
     current_member,
     current_owner,
 )
-from scnode_exchange.api.integrations import deposit_workers, optional_module, start_withdrawals
+from scnode_exchange.api.integrations import optional_module, start_deposits, start_withdrawals
 from scnode_exchange.api.runtime import ExchangeMetrics, Runtime
 from scnode_exchange.db import make_engine, make_sessionmaker, upgrade
 from scnode_exchange.ledger import (
@@ -91,7 +91,7 @@ def create_app(
         app.state.exchange = rt.exchange
         stop = asyncio.Event()
         tasks = [asyncio.create_task(market.publish_stats(rt, stop), name="market-stats")]
-        workers = [start_withdrawals(app, settings, rt), *deposit_workers(settings, rt)]
+        workers = [start_withdrawals(app, settings, rt), start_deposits(app, settings, rt)]
         for worker in workers:
             if worker is not None:
                 tasks.append(asyncio.create_task(worker.run(stop), name=type(worker).__name__))

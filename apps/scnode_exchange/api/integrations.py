@@ -4,9 +4,12 @@
   from its settings (policies via ``build_policies``), wraps it so every owner approval or
   rejection also lands in the owner audit log, publishes it as ``app.state.withdrawal_service``
   (its router reads it there) and starts the ``WithdrawalWorker`` when chains are configured.
-* **Deposits** (``scnode_exchange.deposits``): when the package offers
-  ``build_worker(settings, sessions)`` the app starts what it returns (``run(stop)``); when it
-  offers ``api.build_router`` the app mounts it (see ``app.py``).
+* **Deposits** (``scnode_exchange.deposits``): the app starts what ``build_worker(settings,
+  sessions)`` returns (the watcher; None without chains) and hands its service (wrapped so the
+  owner's alert resolutions are audited) and chain clients to the deposits router
+  (``app.state.deposit_service`` / ``deposit_clients``).
+
+Both routers are mounted by ``app.py`` with this app's ``current_member``/``current_owner``.
 """
 
 from __future__ import annotations
@@ -105,11 +108,45 @@ def _audit(sessions: Any, actor: str, action: str, reason: str, info: Any) -> No
         )
 
 
-def deposit_workers(settings: ExchangeSettings, rt: Runtime) -> list[Any]:
-    """What the deposits package asks to run (its ``build_worker``), if anything."""
+class AuditedDeposits:
+    """The deposit service, with the owner's alert resolutions also in the owner audit log."""
+
+    def __init__(self, service: Any, sessions: Any) -> None:
+        self._service = service
+        self._sessions = sessions
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._service, name)
+
+    def resolve_alert(self, alert_id: int, *, action: str, actor: str, reason: str) -> Any:
+        """Resolve, then audit."""
+        view = self._service.resolve_alert(alert_id, action=action, actor=actor, reason=reason)
+        with self._sessions.begin() as session:
+            OwnerOperations.record(
+                session,
+                actor,
+                f"deposit_alert_{action}",
+                reason,
+                member_id=view.member_id,
+                details={
+                    "alert_id": alert_id,
+                    "deposit": view.deposit,
+                    "amount": view.amount,
+                    "asset": view.asset,
+                },
+            )
+        return view
+
+
+def start_deposits(app: FastAPI, settings: ExchangeSettings, rt: Runtime) -> Any | None:
+    """The deposit watcher to run (the package's ``build_worker``; None without chains or
+    package). Its service and chain clients also serve the deposits router, audited."""
     module = optional_module("scnode_exchange.deposits")
     build = getattr(module, "build_worker", None) if module is not None else None
     if build is None:
-        return []
+        return None
     worker = build(settings, rt.sessions)
-    return [] if worker is None else [worker]
+    if worker is not None and hasattr(worker, "service"):
+        app.state.deposit_service = AuditedDeposits(worker.service, rt.sessions)
+        app.state.deposit_clients = getattr(worker, "clients", {})
+    return worker

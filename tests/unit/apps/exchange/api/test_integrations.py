@@ -1,18 +1,22 @@
-"""The withdrawals package inside the exchange app: its routes are mounted with this app's
-auth, and an owner approval or rejection lands in the owner audit log."""
+"""The withdrawals and deposits packages inside the exchange app: their routes are mounted
+with this app's auth, and owner actions on them land in the owner audit log."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from scnode_exchange.api.app import create_app
+from scnode_exchange.api.integrations import AuditedDeposits
 from tests.unit.apps.exchange.api.node import Node, make_settings
 
 pytest.importorskip("scnode_exchange.withdrawals.api", reason="withdrawals package not present")
+pytest.importorskip("scnode_exchange.deposits.api", reason="deposits package not present")
 
 ADDRESS = "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4"  # BIP-173 test vector
 
@@ -105,3 +109,46 @@ def test_unified_history_lists_withdrawals_not_yet_final(wnode: Node) -> None:
     ]
     assert client.get("/api/history", headers=bob).json()["pending"] == []
     assert wnode.balance(alice, "SATS")["reserved"] == waiting.json()["total"]
+
+
+def test_deposit_routes_are_mounted_and_scoped(wnode: Node) -> None:
+    client = wnode.client
+    _, alice = wnode.member("alice")
+    assert client.get("/v1/deposits?chain=bitcoin").status_code == 401
+    listed = client.get("/v1/deposits?chain=bitcoin", headers=alice)
+    assert listed.status_code == 200, listed.text
+    # the chain API is down: a clear 503, never a 500
+    address = client.get("/v1/deposits/address?chain=bitcoin", headers=alice)
+    assert address.status_code == 503 and address.headers["Retry-After"]
+    assert client.get("/v1/owner/deposits/alerts", headers=alice).status_code == 403
+    assert client.get("/v1/owner/deposits/alerts", headers=wnode.owner).status_code == 200
+    service = client.app.state.deposit_service  # type: ignore[attr-defined]
+    assert isinstance(service, AuditedDeposits)
+
+
+def test_deposit_alert_resolution_is_audited(wnode: Node) -> None:
+    member_id, _ = wnode.member("alice")
+    rt = wnode.client.app.state.runtime  # type: ignore[attr-defined]
+
+    class Resolver:
+        def resolve_alert(self, alert_id: int, *, action: str, actor: str, reason: str) -> Any:
+            return SimpleNamespace(
+                member_id=member_id, deposit="bitcoin:ab:0", amount=7, asset="SATS"
+            )
+
+    AuditedDeposits(Resolver(), rt.sessions).resolve_alert(
+        3, action="write_off", actor="owner:abcd1234", reason="coins never arrived"
+    )
+    audit = wnode.client.get(f"/api/owner/audit?member_id={member_id}", headers=wnode.owner)
+    newest = audit.json()["items"][0]
+    assert (newest["action"], newest["actor"], newest["reason"]) == (
+        "deposit_alert_write_off",
+        "owner:abcd1234",
+        "coins never arrived",
+    )
+    assert newest["details"] == {
+        "alert_id": 3,
+        "deposit": "bitcoin:ab:0",
+        "amount": 7,
+        "asset": "SATS",
+    }
