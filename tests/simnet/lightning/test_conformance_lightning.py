@@ -25,10 +25,9 @@ import pytest
 import zmq
 
 from simnet.pytest_lightning import ChainHandle, LightningNodeHandle, wait_for
+from tests.upstream_fixtures import FIXTURES as UPSTREAM_FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[4] / "shared" / "fixtures" / "cln-v26-real"
-if not FIXTURES.exists():
-    FIXTURES = Path("/work/shared/fixtures/cln-v26-real")
+FIXTURES = UPSTREAM_FIXTURES / "cln-v26-real"
 
 SHAPES: dict[str, Any] = json.loads((FIXTURES.parent / "cln" / "_shapes.json").read_text())
 

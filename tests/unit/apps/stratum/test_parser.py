@@ -10,8 +10,9 @@ import pytest
 
 from scnode_stratum.parser import Event, TranslatorLogParser, difficulty_of_target, member_of
 from simnet.translator.logfmt import format_line
+from tests.upstream_fixtures import FIXTURES as UPSTREAM_FIXTURES
 
-FIXTURES = Path("/work/shared/fixtures/translator")  # as tests/simnet/mining does
+FIXTURES = UPSTREAM_FIXTURES / "translator"
 REAL = FIXTURES / "real-v1.5.0"
 needs_fixtures = pytest.mark.skipif(
     not REAL.is_dir(), reason="shared translator fixtures not present on this machine"
