@@ -141,7 +141,10 @@ class Exchange:
         command = OrderCommand(member_id, market, side, price, quantity, order_type, tif)
         self._check(command)
         with self._lock:
-            return self._transaction([command])[0]
+            result = self._transaction([command])[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
 
     def place_orders(self, commands: Sequence[OrderCommand]) -> list[PlaceResult | Exception]:
         """Place several orders in ONE transaction (group commit), in the given order.
@@ -214,23 +217,45 @@ class Exchange:
             if type(value) is not int or not -BIGINT_MAX <= value <= BIGINT_MAX:
                 raise ValueError(f"{name} must be an integer, got {value!r}")
 
-    def _transaction(self, commands: Sequence[OrderCommand]) -> list[PlaceResult]:
-        """Place ``commands`` in one transaction; on any failure roll back and reload."""
+    def _transaction(self, commands: Sequence[OrderCommand]) -> list[PlaceResult | Exception]:
+        """Place ``commands`` in one transaction; on any failure roll back and reload.
+
+        An unknown member is answered with its UnknownAccountError without touching the
+        transaction (it is found before anything of that order is written).
+        """
         markets = sorted({c.market for c in commands})
         try:
             with self.sessions.begin() as session:
                 writer = TradeWriter(session)
                 for market in markets:
                     self._lock_market(writer, market)
-                # fee accounts have low ids: locking them first keeps PostgreSQL's row locks
-                # in ascending order as far as the exchange can know them in advance
-                writer.lock_accounts(
-                    self._fee_account_id(writer, asset)
-                    for market in markets
-                    for asset in (self.markets[market].base, self.markets[market].quote)
-                )
+                # every account the batch's own orders need, in ONE ascending lock: the fee
+                # accounts and both accounts of each ordering member (what a maker's fill
+                # needs is locked when the fill happens)
+                wanted: list[int] = []
+                for market in markets:
+                    spec = self.markets[market]
+                    wanted += (self._fee_account_id(writer, spec.base),
+                               self._fee_account_id(writer, spec.quote))  # fmt: skip
+                known: dict[int, bool] = {}
+                for command in commands:
+                    spec = self.markets[command.market]
+                    try:
+                        for asset in (spec.base, spec.quote):
+                            found = self._account_id(writer, command.member_id, asset)
+                            if found is not None:
+                                wanted.append(found)
+                        known[command.member_id] = True
+                    except UnknownAccountError:
+                        known[command.member_id] = False
+                writer.lock_accounts(wanted)
                 writer.allocate(len(commands))
-                results = [self._place(writer, command) for command in commands]
+                results: list[PlaceResult | Exception] = []
+                for command in commands:
+                    if known[command.member_id]:
+                        results.append(self._place(writer, command))
+                    else:
+                        results.append(UnknownAccountError(f"no member {command.member_id}"))
                 for market in markets:
                     writer.set_next_seq(market, self.books[market].next_seq)
                 writer.flush()
@@ -299,12 +324,13 @@ class Exchange:
             for member in (e.maker_member_id, e.taker_member_id)
             for asset in (spec.base, spec.quote)
         ]
+        named = (writer.orders.get(e.order_id) for e in events if isinstance(e, Cancelled))
         writer.lock_accounts(
             [a for a in accounts if a is not None]
             + [
                 writer.holds[o.hold_id].account_id
-                for o in writer.orders.values()
-                if o.hold_id is not None and o.hold_id in writer.holds
+                for o in named
+                if o is not None and o.hold_id is not None and o.hold_id in writer.holds
             ]
         )
         orders = writer.orders

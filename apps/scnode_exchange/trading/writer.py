@@ -33,7 +33,7 @@ from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import DateTime
 from sqlalchemy.orm import Session
@@ -137,6 +137,46 @@ TRADE_COLUMNS = (
 )  # fmt: skip
 
 
+_CHUNK = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class _Update:
+    """An update by id: SQLite's per-row statement, PostgreSQL's columns, casts and SET list
+    (``v`` = the new values, ``t`` = the table)."""
+
+    table: str
+    columns: tuple[str, ...]
+    casts: tuple[str, ...]
+    assignments: str
+    sqlite: str
+
+
+HOLD_UPDATE = _Update(
+    "holds",
+    ("id", "remaining", "is_open", "closed_at"),
+    ("bigint", "bigint", "boolean", "timestamptz"),
+    "remaining = v.remaining, is_open = v.is_open, closed_at = coalesce(v.closed_at, t.closed_at)",
+    "UPDATE holds SET remaining = :remaining, is_open = :is_open, "
+    "closed_at = coalesce(:closed_at, closed_at) WHERE id = :id",
+)
+ORDER_UPDATE = _Update(
+    "orders",
+    ("id", "remaining", "status", "updated_at"),
+    ("bigint", "bigint", "text", "timestamptz"),
+    "remaining = v.remaining, status = v.status, updated_at = v.updated_at",
+    "UPDATE orders SET remaining = :remaining, status = :status, updated_at = :updated_at "
+    "WHERE id = :id",
+)
+ACCOUNT_UPDATE = _Update(
+    "accounts",
+    ("id", "balance", "reserved"),
+    ("bigint", "bigint", "bigint"),
+    "balance = v.balance, reserved = v.reserved",
+    "UPDATE accounts SET balance = :balance, reserved = :reserved WHERE id = :id",
+)
+
+
 def _insert_sql(table: str, columns: Sequence[str]) -> str:
     return (
         # only ever called with the constant table and column names above
@@ -155,7 +195,8 @@ class TradeWriter:
         self.conn = session.connection()
         dialect = self.conn.dialect
         self.postgres = dialect.name == "postgresql"
-        self._cursor: Any = self.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        self._driver: Any = cast(Any, self.conn.connection.driver_connection)
+        self._cursor: Any = self._driver.cursor()
         processor = DateTime(timezone=True).dialect_impl(dialect).bind_processor(dialect)
         self._timestamp: Callable[[Any], Any] = processor or (lambda value: value)
         self.accounts: dict[int, AccountRow] = {}
@@ -186,6 +227,40 @@ class TradeWriter:
             self._cursor.execute(self._sql(query), rows[0])
         else:
             self._cursor.executemany(self._sql(query), rows)
+
+    def _insert(self, table: str, columns: Sequence[str], rows: list[dict[str, Any]]) -> None:
+        """Insert ``rows``: ``executemany`` on SQLite (in-process, no round trips), one
+        multi-row ``INSERT`` per 1 000 rows on PostgreSQL (one round trip instead of many)."""
+        if not self.postgres:
+            self._many(_insert_sql(table, columns), rows)
+            return
+        one = "(" + ", ".join(["%s"] * len(columns)) + ")"
+        for start in range(0, len(rows), _CHUNK):
+            chunk = rows[start : start + _CHUNK]
+            self._cursor.execute(
+                # constant table and column names; the values travel as parameters
+                f"INSERT INTO {table} ({', '.join(columns)}) VALUES "  # noqa: S608
+                + ", ".join([one] * len(chunk)),
+                [row[c] for row in chunk for c in columns],
+                prepare=False,
+            )
+
+    def _update(self, spec: _Update, rows: list[dict[str, Any]]) -> None:
+        """Update rows by id: ``executemany`` on SQLite, one ``UPDATE ... FROM (VALUES ...)``
+        per 1 000 rows on PostgreSQL."""
+        if not self.postgres:
+            self._many(spec.sqlite, rows)
+            return
+        one = "(" + ", ".join(f"%s::{cast}" for cast in spec.casts) + ")"
+        for start in range(0, len(rows), _CHUNK):
+            chunk = rows[start : start + _CHUNK]
+            self._cursor.execute(
+                f"UPDATE {spec.table} AS t SET {spec.assignments} FROM (VALUES "  # noqa: S608
+                + ", ".join([one] * len(chunk))
+                + f") AS v({', '.join(spec.columns)}) WHERE t.id = v.id",
+                [row[c] for row in chunk for c in spec.columns],
+                prepare=False,
+            )
 
     @staticmethod
     def _in(ids: Sequence[int]) -> tuple[str, dict[str, Any]]:
@@ -465,15 +540,26 @@ class TradeWriter:
     def flush(self) -> None:
         """Write everything this transaction changed: a handful of multi-row statements.
 
-        Order matters for the foreign keys (SQLite checks them per statement): holds before
-        the orders that name them, orders and entries before the trades that name them.
+        On PostgreSQL they are sent in one pipeline (one round trip; an error in any of them
+        still fails the flush, and the transaction with it).
         """
+        entry_ids = self._entry_ids(len(self.entries)) if self.entries else []
+        if self.postgres:
+            with self._driver.pipeline():
+                self._write(entry_ids)
+        else:
+            self._write(entry_ids)
+
+    def _write(self, entry_ids: list[int]) -> None:
+        # order matters for the foreign keys (SQLite checks them per statement): holds before
+        # the orders that name them, orders and entries before the trades that name them
         ts = self._timestamp
         now = ts(utcnow())
         new_holds = [h for h in self.holds.values() if h.new]
         if new_holds:
-            self._many(
-                _insert_sql("holds", HOLD_COLUMNS),
+            self._insert(
+                "holds",
+                HOLD_COLUMNS,
                 [
                     {
                         "id": h.id,
@@ -491,8 +577,9 @@ class TradeWriter:
             )
         new_orders = [o for o in self.orders.values() if o.new]
         if new_orders:
-            self._many(
-                _insert_sql("orders", ORDER_COLUMNS),
+            self._insert(
+                "orders",
+                ORDER_COLUMNS,
                 [
                     {
                         "id": o.id,
@@ -516,9 +603,8 @@ class TradeWriter:
             )
         changed_holds = [h for h in self.holds.values() if h.dirty and not h.new]
         if changed_holds:
-            self._many(
-                "UPDATE holds SET remaining = :remaining, is_open = :is_open, "
-                "closed_at = coalesce(:closed_at, closed_at) WHERE id = :id",
+            self._update(
+                HOLD_UPDATE,
                 [
                     {
                         "id": h.id,
@@ -531,9 +617,8 @@ class TradeWriter:
             )
         changed_orders = [o for o in self.orders.values() if o.dirty and not o.new]
         if changed_orders:
-            self._many(
-                "UPDATE orders SET remaining = :remaining, status = :status, "
-                "updated_at = :updated_at WHERE id = :id",
+            self._update(
+                ORDER_UPDATE,
                 [
                     {"id": o.id, "remaining": o.remaining, "status": o.status, "updated_at": now}
                     for o in changed_orders
@@ -543,15 +628,15 @@ class TradeWriter:
             (a for a in self.accounts.values() if a.dirty), key=lambda a: a.id
         )
         if changed_accounts:
-            self._many(
-                "UPDATE accounts SET balance = :balance, reserved = :reserved WHERE id = :id",
+            self._update(
+                ACCOUNT_UPDATE,
                 [
                     {"id": a.id, "balance": a.balance, "reserved": a.reserved}
                     for a in changed_accounts
                 ],
             )
         if self.entries:
-            ids = self._entry_ids(len(self.entries))
+            ids = entry_ids
             entries: list[dict[str, Any]] = []
             postings: list[dict[str, Any]] = []
             trades: list[dict[str, Any]] = []
@@ -573,10 +658,10 @@ class TradeWriter:
                 )
                 if e.trade is not None:
                     trades.append({**e.trade, "entry_id": entry_id, "created_at": created})
-            self._many(_insert_sql("journal_entries", ENTRY_COLUMNS), entries)
-            self._many(_insert_sql("postings", POSTING_COLUMNS), postings)
+            self._insert("journal_entries", ENTRY_COLUMNS, entries)
+            self._insert("postings", POSTING_COLUMNS, postings)
             if trades:
-                self._many(_insert_sql("trades", TRADE_COLUMNS), trades)
+                self._insert("trades", TRADE_COLUMNS, trades)
         for market, (next_seq, new) in self.next_seq.items():
             self._many(
                 "INSERT INTO market_state (market, next_seq) VALUES (:market, :next_seq)"

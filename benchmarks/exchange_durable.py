@@ -1,0 +1,269 @@
+"""Durable order path of the exchange: orders/s and latency, SQLite and PostgreSQL side by side.
+
+    .venv/bin/python benchmarks/exchange_durable.py [--orders 3000] [--rate 500] [--seconds 5]
+        [--postgres URL] [--clients 64]
+
+Service level: every order goes through ``Exchange`` into a committed transaction (reserve,
+match, fill postings, order/trade rows, sequence) before it counts. Two ways in:
+
+* ``1 order/tx``  — ``Exchange.place_order``: one transaction (one commit) per order;
+* ``group commit`` — ``OrderQueue``: concurrent callers, one transaction per batch of the
+  orders that arrived while the previous batch committed; each caller is answered after the
+  commit that holds its order.
+
+Per database and way: **max orders/s** (``--orders`` orders as fast as the way allows: one
+caller for ``1 order/tx``, ``--clients`` concurrent callers for group commit) and **latency at
+a paced ``--rate``** for ``--seconds`` (each order is due at ``t0 + i/rate``; latency = answer
+time minus due time, so a stall is charged to every order that waited behind it). Workload:
+50 funded members, buys and sells a few ticks around one price, 2/3 GTC, 1/3 IOC (about half
+the orders trade). Each run starts on a fresh database and ends with the ledger audit.
+
+PostgreSQL: ``--postgres`` (or ``SCNODE_TEST_POSTGRES_URL``) names a server database used to
+create and drop a throwaway database. Prints a table; never fails on figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import secrets
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from scnode_exchange.db import make_engine, make_sessionmaker, upgrade
+from scnode_exchange.ledger import AZC, NODE_WALLET, SATS, Ledger, verify
+from scnode_exchange.matching import Fill, MarketSpec, Side, TimeInForce
+from scnode_exchange.trading.group import OrderQueue
+from scnode_exchange.trading.service import Exchange, OrderCommand, PlaceResult, verify_orders
+
+SPEC = MarketSpec("AZC/SATS", AZC, SATS, lot_size=1_000, tick=1, maker_fee_bps=10,
+                  taker_fee_bps=20)  # fmt: skip
+
+
+@dataclass
+class Figures:
+    """One row of the table."""
+
+    database: str
+    way: str
+    max_rate: float = 0.0
+    cpu_ms: float = 0.0
+    batch: float = 1.0
+    p50: float = 0.0
+    p99: float = 0.0
+    achieved: float = 0.0
+    fill_share: float = 0.0
+    audit: str = ""
+
+
+@contextmanager
+def database(kind: str, postgres: str | None) -> Iterator[str]:
+    """A fresh, migrated database URL of ``kind`` (dropped afterwards)."""
+    if kind == "sqlite":
+        with tempfile.TemporaryDirectory() as tmp:
+            url = f"sqlite:///{Path(tmp) / 'exchange.sqlite3'}"
+            upgrade(url)
+            yield url
+        return
+    assert postgres
+    admin = make_engine(postgres, isolation_level="AUTOCOMMIT")
+    name = "scnode_bench_" + secrets.token_hex(5)
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        url = make_url(postgres).set(database=name).render_as_string(hide_password=False)
+        upgrade(url)
+        yield url
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+
+
+def prepare(sessions: sessionmaker[Session]) -> list[int]:
+    """50 members with plenty of both assets."""
+    with sessions.begin() as s:
+        ledger = Ledger(s)
+        ledger.ensure_assets()
+        members = [ledger.create_member(f"bench-{i}").id for i in range(50)]
+        for asset in (AZC, SATS):
+            wallet = ledger.system_account(NODE_WALLET, asset).id
+            for m in members:
+                ledger.transfer("deposit", "seed", wallet, ledger.member_account(m, asset).id,
+                                10**15)  # fmt: skip
+    return members
+
+
+class Workload:
+    """A reproducible stream of orders around one price."""
+
+    def __init__(self, members: list[int], seed: int) -> None:
+        self.members = members
+        self.rng = random.Random(seed)  # noqa: S311  (a reproducible workload, not keys)
+
+    def next(self) -> OrderCommand:
+        """The next order."""
+        rng = self.rng
+        return OrderCommand(
+            rng.choice(self.members), SPEC.symbol, rng.choice([Side.BUY, Side.SELL]),
+            1_000 + rng.randint(-5, 5), rng.randint(1, 10),
+            tif=rng.choice([TimeInForce.GTC, TimeInForce.GTC, TimeInForce.IOC]),
+        )  # fmt: skip
+
+
+def _fills(results: list[PlaceResult]) -> float:
+    traded = sum(any(isinstance(e, Fill) for e in r.events) for r in results)
+    return traded / max(1, len(results))
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def _paced(
+    submit_one: object, workload: Workload, rate: float, seconds: float
+) -> tuple[list[float], float]:
+    """Submit at ``rate``/s for ``seconds``; latencies (ms) from each order's due time."""
+    count = int(rate * seconds)
+    latencies: list[float] = []
+    loop = asyncio.get_running_loop()
+
+    async def one(due: float, command: OrderCommand) -> None:
+        await submit_one(command)  # type: ignore[operator]
+        latencies.append(1000 * (loop.time() - due))
+
+    tasks = []
+    t0 = loop.time() + 0.05
+    for i in range(count):
+        due = t0 + i / rate
+        delay = due - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(due, workload.next())))
+    await asyncio.gather(*tasks)
+    return latencies, count / (loop.time() - t0)
+
+
+def run_single(url: str, kind: str, orders: int, rate: float, seconds: float) -> Figures:
+    """``Exchange.place_order``, one transaction per order."""
+    figures = Figures(kind, "1 order/tx")
+    engine = make_engine(url)
+    sessions = make_sessionmaker(engine)
+    workload = Workload(prepare(sessions), seed=11)
+    exchange = Exchange(sessions, [SPEC])
+    results = []
+    cpu0, start = time.process_time(), time.perf_counter()
+    for _ in range(orders):
+        c = workload.next()
+        results.append(exchange.place_order(c.member_id, c.market, c.side, c.price, c.quantity,
+                                            c.order_type, c.tif))  # fmt: skip
+    elapsed = time.perf_counter() - start
+    figures.max_rate = orders / elapsed
+    figures.cpu_ms = 1000 * (time.process_time() - cpu0) / orders
+    figures.fill_share = _fills(results)
+
+    async def submit(command: OrderCommand) -> PlaceResult:
+        c = command
+        return await asyncio.to_thread(exchange.place_order, c.member_id, c.market, c.side,
+                                       c.price, c.quantity, c.order_type, c.tif)  # fmt: skip
+
+    latencies, figures.achieved = asyncio.run(_paced(submit, workload, rate, seconds))
+    figures.p50, figures.p99 = _percentile(latencies, 0.5), _percentile(latencies, 0.99)
+    figures.audit = _audit(sessions)
+    engine.dispose()
+    return figures
+
+
+def run_group(
+    url: str, kind: str, orders: int, rate: float, seconds: float, clients: int
+) -> Figures:
+    """``OrderQueue``: concurrent callers, one transaction per batch."""
+    figures = Figures(kind, "group commit")
+    engine = make_engine(url)
+    sessions = make_sessionmaker(engine)
+    workload = Workload(prepare(sessions), seed=11)
+    exchange = Exchange(sessions, [SPEC])
+
+    async def scenario() -> None:
+        queue = OrderQueue(exchange)
+        stop = asyncio.Event()
+        worker = asyncio.create_task(queue.run(stop))
+        await asyncio.sleep(0)
+        results: list[PlaceResult] = []
+        remaining = orders
+
+        async def client() -> None:
+            nonlocal remaining
+            while remaining > 0:
+                remaining -= 1
+                results.append(await queue.submit(workload.next()))
+
+        cpu0, start = time.process_time(), time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(clients)))
+        elapsed = time.perf_counter() - start
+        figures.max_rate = orders / elapsed
+        figures.cpu_ms = 1000 * (time.process_time() - cpu0) / orders
+        figures.batch = queue.orders / max(1, queue.batches)
+        figures.fill_share = _fills(results)
+        latencies, figures.achieved = await _paced(queue.submit, workload, rate, seconds)
+        figures.p50, figures.p99 = _percentile(latencies, 0.5), _percentile(latencies, 0.99)
+        stop.set()
+        await worker
+
+    asyncio.run(scenario())
+    figures.audit = _audit(sessions)
+    engine.dispose()
+    return figures
+
+
+def _audit(sessions: sessionmaker[Session]) -> str:
+    with sessions.begin() as s:
+        problems = verify(s).problems + verify_orders(s, [SPEC])
+    return "clean" if not problems else f"PROBLEMS: {problems[:2]}"
+
+
+def main() -> None:
+    """Parse arguments, run every database and way, print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--orders", type=int, default=3000)
+    parser.add_argument("--rate", type=float, default=500.0)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--clients", type=int, default=64)
+    parser.add_argument("--postgres", default=os.environ.get("SCNODE_TEST_POSTGRES_URL"))
+    parser.add_argument("--only", choices=["sqlite", "postgresql"])
+    args = parser.parse_args()
+    kinds = ["sqlite", "postgresql"] if args.postgres else ["sqlite"]
+    if args.only:
+        kinds = [args.only]
+    load = os.getloadavg()
+    rows = []
+    for kind in kinds:
+        with database(kind, args.postgres) as url:
+            rows.append(run_single(url, kind, args.orders, args.rate, args.seconds))
+        with database(kind, args.postgres) as url:
+            rows.append(run_group(url, kind, args.orders, args.rate, args.seconds, args.clients))
+    after = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
+          f"after: {after}; {os.cpu_count()} CPUs")  # fmt: skip
+    print(f"{'database':<11}{'way':<14}{'max orders/s':>13}{'CPU ms/order':>13}"
+          f"{'mean batch':>11}{'traded':>8}  {'p50 ms':>7}{'p99 ms':>8} @{args.rate:,.0f}/s"
+          f"{'(got)':>8}  audit")  # fmt: skip
+    for r in rows:
+        print(f"{r.database:<11}{r.way:<14}{r.max_rate:>13,.0f}{r.cpu_ms:>13.2f}{r.batch:>11.1f}"
+              f"{r.fill_share:>8.0%}  {r.p50:>7.2f}{r.p99:>8.2f}        {r.achieved:>8,.0f}  "
+              f"{r.audit}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
