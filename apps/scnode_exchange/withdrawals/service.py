@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from scnode_exchange.ledger import (
     FEES,
     NODE_WALLET,
+    Account,
     InsufficientFundsError,
     Ledger,
     Leg,
@@ -300,10 +301,18 @@ class WithdrawalService:
         amount: int,
         idempotency_key: str,
     ) -> WithdrawalInfo:
-        # The member row lock serializes one member's requests (limit check + insert) on
-        # PostgreSQL; on SQLite BEGIN IMMEDIATE already serializes every writer.
-        member = session.get(Member, member_id, with_for_update=True, populate_existing=True)
-        if member is None:
+        # Locking the member's account of this asset first (the ledger's own lock order:
+        # accounts, then holds) serializes one member's requests on this chain (idempotency
+        # look-up, daily limit, insert, hold) on PostgreSQL; on SQLite BEGIN IMMEDIATE already
+        # serializes every writer.
+        account = session.scalar(
+            select(Account)
+            .where(Account.member_id == member_id, Account.asset == policy.asset)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        member = session.get(Member, member_id, populate_existing=True)
+        if account is None or member is None:
             raise WithdrawalNotFoundError(f"no member {member_id}", "unknown_member")
         existing = self._by_key(session, member_id, idempotency_key)
         if existing is not None:
@@ -345,7 +354,6 @@ class WithdrawalService:
         self._event(session, row, None, REQUESTED, f"member:{member_id}", None)
         ledger = Ledger(session)
         try:
-            account = ledger.member_account(member_id, policy.asset)
             hold = ledger.reserve(
                 account,
                 row.total,

@@ -36,11 +36,11 @@ class Exchange:
     workdir: Path
     api: ChainApi
     node: ChainNode
+    url: str
     prefix: str = field(default_factory=lambda: "t" + secrets.token_hex(4))
     proc: subprocess.Popen[bytes] | None = None
 
     def __post_init__(self) -> None:
-        self.url = f"sqlite:///{self.workdir / 'exchange.sqlite3'}"
         upgrade(self.url)
         self.engine = make_engine(self.url)
         self.sessions: sessionmaker[Session] = make_sessionmaker(self.engine)

@@ -65,13 +65,14 @@ def test_killed_at_a_step_then_restarted_pays_exactly_once(
         assert len(refs) == 1
 
 
-def test_killed_at_random_moments_under_load(exchange: Exchange) -> None:
+def test_killed_at_random_moments_under_load(any_exchange: Exchange) -> None:
+    exchange = any_exchange
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)
     print(f"seed {seed}")  # reproduce a failure with this seed
     members = [exchange.member(f"m{i}", FUNDS) for i in range(3)]
     ids = []
-    for i in range(24):
+    for i in range(12):
         amount = rng.randrange(10_000, 2_000_000)
         ids.append(
             exchange.service.request_withdrawal(
@@ -91,7 +92,8 @@ def test_killed_at_random_moments_under_load(exchange: Exchange) -> None:
         return lambda: done() >= target
 
     total = len(ids) + 1
-    for _round in range(2):
+    rounds = 2 if exchange.url.startswith("sqlite") else 1  # PostgreSQL: one kill, for time
+    for _round in range(rounds):
         exchange.start_worker()
         target = min(done() + rng.randrange(1, 8), total - 1)
         exchange.wait_for(f"{target} sent", reached(target))
