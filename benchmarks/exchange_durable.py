@@ -18,6 +18,13 @@ time minus due time, so a stall is charged to every order that waited behind it)
 50 funded members, buys and sells a few ticks around one price, 2/3 GTC, 1/3 IOC (about half
 the orders trade). Each run starts on a fresh database and ends with the ledger audit.
 
+HTTP (``--http``, the issue's definition of the durable path): the member API app
+(``python -m scnode_exchange``: uvicorn on loopback, its own group commit on
+``Exchange.place_orders``) in a child process; an aiohttp client POSTs ``/api/orders`` with
+member bearer tokens (``--clients`` concurrent for max orders/s, then paced at ``--rate``);
+a WebSocket subscriber on ``/ws/trades`` counts the fills it is sent, checked against the
+trades stored. Client and server share the machine's cores.
+
 PostgreSQL: ``--postgres`` (or ``SCNODE_TEST_POSTGRES_URL``) names a server database used to
 create and drop a throwaway database. Prints a table; never fails on figures.
 """
@@ -26,17 +33,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import json
 import os
 import random
 import secrets
+import socket
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -44,6 +57,7 @@ from scnode_exchange.db import make_engine, make_sessionmaker, upgrade
 from scnode_exchange.ledger import AZC, NODE_WALLET, SATS, Ledger, verify
 from scnode_exchange.matching import Fill, MarketSpec, Side, TimeInForce
 from scnode_exchange.trading.group import OrderQueue
+from scnode_exchange.trading.models import Trade
 from scnode_exchange.trading.service import Exchange, OrderCommand, PlaceResult, verify_orders
 
 SPEC = MarketSpec("AZC/SATS", AZC, SATS, lot_size=1_000, tick=1, maker_fee_bps=10,
@@ -63,6 +77,7 @@ class Figures:
     p99: float = 0.0
     achieved: float = 0.0
     fill_share: float = 0.0
+    ws_fills: int = 0
     audit: str = ""
 
 
@@ -227,6 +242,145 @@ def run_group(
     return figures
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run_http(
+    url: str, kind: str, orders: int, rate: float, seconds: float, clients: int
+) -> Figures:
+    """The member API over HTTP, with a WebSocket subscriber counting fills."""
+    import aiohttp
+
+    from scnode_core.apikeys import ApiKeyStore, generate
+    from scnode_exchange.api.auth import SessionTokens
+
+    figures = Figures(kind, "HTTP+WS")
+    engine = make_engine(url)
+    sessions = make_sessionmaker(engine)
+    members = prepare(sessions)
+    workload = Workload(members, seed=11)
+    with tempfile.TemporaryDirectory() as tmp:
+        secret = secrets.token_urlsafe(48)
+        (Path(tmp) / "secret").write_text(secret)
+        ApiKeyStore([generate({"owner"}, "bench").record]).save(Path(tmp) / "keys.json")
+        market = {"symbol": SPEC.symbol, "base": SPEC.base, "quote": SPEC.quote,
+                  "lot_size": SPEC.lot_size, "tick": SPEC.tick,
+                  "maker_fee_bps": SPEC.maker_fee_bps,
+                  "taker_fee_bps": SPEC.taker_fee_bps}  # fmt: skip
+        env_file = Path(tmp) / "exchange.env"
+        env_file.write_text(
+            f"SCNODE_EXCHANGE_DATABASE_URL={url}\n"
+            f"SCNODE_EXCHANGE_MARKETS={json.dumps([market])}\n"
+            f"SCNODE_EXCHANGE_SESSION_SECRET_FILE={Path(tmp) / 'secret'}\n"
+            f"SCNODE_EXCHANGE_OWNER_API_KEYS_FILE={Path(tmp) / 'keys.json'}\n"
+            "SCNODE_EXCHANGE_ENVIRONMENT=test\n"
+            "SCNODE_EXCHANGE_COOKIE_SECURE=false\n"
+            "SCNODE_EXCHANGE_MAX_OPEN_ORDERS_PER_MEMBER=1000000\n"
+        )
+        tokens = SessionTokens(secret.encode())
+        headers = {m: {"Authorization": f"Bearer {tokens.issue(m)}"} for m in members}
+        port = _free_port()
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "scnode_exchange",
+                "--env-file",
+                str(env_file),
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ],
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            asyncio.run(_http_scenario(base, headers, workload, figures, orders, rate, seconds,
+                                       clients, aiohttp))  # fmt: skip
+        finally:
+            server.terminate()
+            try:
+                server.wait(20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+    with sessions.begin() as s:
+        stored = s.scalar(select(func.count(Trade.id))) or 0
+    if figures.audit == "":
+        figures.audit = _audit(sessions)
+    if stored != figures.ws_fills:
+        figures.audit += f"; WS sent {figures.ws_fills} fills, {stored} stored"
+    else:
+        figures.audit += f"; WS fills = stored ({stored})"
+    engine.dispose()
+    return figures
+
+
+async def _http_scenario(
+    base: str, headers: dict[int, dict[str, str]], workload: Workload, figures: Figures,
+    orders: int, rate: float, seconds: float, clients: int, aiohttp: Any,
+) -> None:  # fmt: skip
+    connector = aiohttp.TCPConnector(limit=max(clients, 256))
+    async with aiohttp.ClientSession(connector=connector) as http:
+        for _ in range(300):  # the app migrates and loads its books first
+            with contextlib.suppress(aiohttp.ClientError):
+                async with http.get(f"{base}/api/health") as reply:
+                    if reply.status == 200:
+                        break
+            await asyncio.sleep(0.1)
+        else:
+            raise RuntimeError("the exchange app did not come up")
+        fills = 0
+        ws = await http.ws_connect(f"{base}/ws/trades", params={"market": SPEC.symbol})
+
+        async def count() -> None:
+            nonlocal fills
+            async for message in ws:
+                data = json.loads(message.data)
+                if data.get("type") == "update":
+                    fills += len(data["trades"])
+
+        counter = asyncio.create_task(count())
+        traded = 0
+
+        async def submit(command: OrderCommand) -> None:
+            nonlocal traded
+            body = {"market": command.market, "side": command.side.value,
+                    "price": command.price, "quantity": command.quantity,
+                    "type": command.order_type.value,
+                    "time_in_force": command.tif.value}  # fmt: skip
+            async with http.post(f"{base}/api/orders", json=body,
+                                 headers=headers[command.member_id]) as reply:  # fmt: skip
+                if reply.status != 201:
+                    raise RuntimeError(f"POST /api/orders: {reply.status} {await reply.text()}")
+                view = await reply.json()
+                traded += bool(view.get("filled"))
+
+        remaining = orders
+
+        async def client() -> None:
+            nonlocal remaining
+            while remaining > 0:
+                remaining -= 1
+                await submit(workload.next())
+
+        start = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(clients)))
+        figures.max_rate = orders / (time.perf_counter() - start)
+        figures.fill_share = traded / orders
+        latencies, figures.achieved = await _paced(submit, workload, rate, seconds)
+        figures.p50, figures.p99 = _percentile(latencies, 0.5), _percentile(latencies, 0.99)
+        await asyncio.sleep(1.0)  # the last fills' messages
+        await ws.close()
+        counter.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await counter
+        figures.ws_fills = fills
+
+
 def _audit(sessions: sessionmaker[Session]) -> str:
     with sessions.begin() as s:
         problems = verify(s).problems + verify_orders(s, [SPEC])
@@ -242,6 +396,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--postgres", default=os.environ.get("SCNODE_TEST_POSTGRES_URL"))
     parser.add_argument("--only", choices=["sqlite", "postgresql"])
+    parser.add_argument("--http", action="store_true", help="also the member API over HTTP")
+    parser.add_argument("--no-service", action="store_true", help="only the HTTP path")
     args = parser.parse_args()
     kinds = ["sqlite", "postgresql"] if args.postgres else ["sqlite"]
     if args.only:
@@ -249,10 +405,16 @@ def main() -> None:
     load = os.getloadavg()
     rows = []
     for kind in kinds:
-        with database(kind, args.postgres) as url:
-            rows.append(run_single(url, kind, args.orders, args.rate, args.seconds))
-        with database(kind, args.postgres) as url:
-            rows.append(run_group(url, kind, args.orders, args.rate, args.seconds, args.clients))
+        if not args.no_service:
+            with database(kind, args.postgres) as url:
+                rows.append(run_single(url, kind, args.orders, args.rate, args.seconds))
+            with database(kind, args.postgres) as url:
+                rows.append(
+                    run_group(url, kind, args.orders, args.rate, args.seconds, args.clients)
+                )
+        if args.http:
+            with database(kind, args.postgres) as url:
+                rows.append(run_http(url, kind, args.orders, args.rate, args.seconds, args.clients))
     after = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
           f"after: {after}; {os.cpu_count()} CPUs")  # fmt: skip
