@@ -11,7 +11,7 @@ The worker reads the same variables as the exchange app where they overlap
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -98,7 +98,7 @@ class WithdrawalSettings(BaseSettings):
     withdrawal_key_prefix: str = Field(default="wd", pattern=r"^[A-Za-z0-9_.:]{1,40}$")
     # test-only: the worker SIGKILLs itself at this step (after_mark_sending|after_send|
     # after_commit) so fault tests can crash it exactly there
-    crash_at: str | None = None
+    crash_at: Literal["after_mark_sending", "after_send", "after_commit"] | None = None
 
     def policies(self) -> dict[str, WithdrawalPolicy]:
         """The effective policy of every chain that has a chain API configured."""

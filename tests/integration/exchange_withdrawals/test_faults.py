@@ -11,7 +11,7 @@ from collections.abc import Callable
 import pytest
 from sqlalchemy import select
 
-from scnode_exchange.ledger import SATS, JournalEntry, Ledger
+from scnode_exchange.ledger import FEES, SATS, JournalEntry, Ledger
 from tests.integration.exchange_withdrawals.harness import Exchange
 
 FEE = 300
@@ -53,6 +53,12 @@ def test_killed_at_a_step_then_restarted_pays_exactly_once(
 
     assert len(exchange.wallet_sends()[key]) == 1
     exchange.assert_consistent()
+    info = exchange.service.get(wid)
+    wallet_fee = -exchange.node.rpc("gettransaction", info.txid, wallet="wallet")["fee"]
+    assert info.network_fee is not None
+    assert info.network_fee == round(wallet_fee * 100_000_000) > 0
+    with exchange.sessions() as session:  # the fee account kept the member's fee minus the real one
+        assert Ledger(session).system_account(FEES, SATS).balance == FEE - info.network_fee
     with exchange.sessions() as session:
         assert Ledger(session).balances(member)[SATS] == (1_000_000 - 250_000 - FEE, 0)
         refs = list(
