@@ -35,7 +35,7 @@ from scnode_exchange.api.auth import (
     current_owner,
 )
 from scnode_exchange.api.integrations import optional_module, start_deposits, start_withdrawals
-from scnode_exchange.api.runtime import ExchangeMetrics, Runtime
+from scnode_exchange.api.runtime import ExchangeMetrics, Runtime, make_read_engine
 from scnode_exchange.db import make_engine, make_sessionmaker, upgrade
 from scnode_exchange.ledger import (
     InsufficientFundsError,
@@ -90,7 +90,10 @@ def create_app(
         app.state.sessions = rt.sessions
         app.state.exchange = rt.exchange
         stop = asyncio.Event()
-        tasks = [asyncio.create_task(market.publish_stats(rt, stop), name="market-stats")]
+        tasks = [
+            asyncio.create_task(rt.run_batches(stop), name="order-batches"),
+            asyncio.create_task(market.publish_stats(rt, stop), name="market-stats"),
+        ]
         workers = [start_withdrawals(app, settings, rt), start_deposits(app, settings, rt)]
         for worker in workers:
             if worker is not None:
@@ -108,7 +111,7 @@ def create_app(
                 for sender in getattr(worker, "chains", {}).values():
                     with contextlib.suppress(Exception):
                         await sender.aclose()
-            rt.engine.dispose()
+            rt.dispose()
 
     app = FastAPI(title="SC Node exchange", version=__version__, lifespan=lifespan)
     app.state.settings = settings
@@ -175,7 +178,15 @@ def _start_runtime(settings: ExchangeSettings, metrics: ExchangeMetrics) -> Runt
     with sessions.begin() as session:
         Ledger(session).ensure_assets([a.spec() for a in settings.extra_assets])
     exchange = Exchange(sessions, settings.market_specs())
-    return Runtime(settings, engine, sessions, exchange, OwnerOperations(sessions), metrics)
+    return Runtime(
+        settings,
+        engine,
+        sessions,
+        exchange,
+        OwnerOperations(sessions),
+        metrics,
+        read_engine=make_read_engine(settings.database_url, engine),
+    )
 
 
 def _auth_router(settings: ExchangeSettings, tokens: SessionTokens) -> APIRouter:
@@ -201,7 +212,7 @@ def _auth_router(settings: ExchangeSettings, tokens: SessionTokens) -> APIRouter
     def lab_login(body: LabLogin, request: Request) -> JSONResponse:
         """Lab only: log in as an existing member by handle, no password."""
         rt: Runtime = request.app.state.runtime
-        with rt.sessions() as session:
+        with rt.readers() as session:
             member_id = session.scalar(select(Member.id).where(Member.handle == body.username))
         if member_id is None:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "no such member in the lab")

@@ -40,7 +40,7 @@ def _interval(interval: str) -> str:
 
 
 def _ticker(rt: Runtime, market: str) -> dict[str, Any]:
-    with rt.sessions() as session:
+    with rt.readers() as session:
         out = ticker(session, market)
     book = rt.exchange.books[market]
     out["best_bid"], out["best_ask"] = book.best_bid(), book.best_ask()
@@ -48,12 +48,12 @@ def _ticker(rt: Runtime, market: str) -> dict[str, Any]:
 
 
 def _recent(rt: Runtime, market: str, limit: int) -> list[dict[str, Any]]:
-    with rt.sessions() as session:
+    with rt.readers() as session:
         return recent_trades(session, market, limit)
 
 
 def _candles(rt: Runtime, market: str, interval: str, limit: int) -> list[dict[str, int]]:
-    with rt.sessions() as session:
+    with rt.readers() as session:
         return [c.to_json() for c in candles(session, market, interval, limit)]
 
 

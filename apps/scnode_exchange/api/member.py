@@ -23,8 +23,9 @@ from scnode_exchange.api.runtime import Runtime, runtime
 from scnode_exchange.db import Base
 from scnode_exchange.ledger import Account, Asset, JournalEntry, Member, Posting
 from scnode_exchange.marketdata.queries import timestamp
-from scnode_exchange.matching import OrderType, Side, TimeInForce
+from scnode_exchange.matching import Fill, OrderType, Side, TimeInForce
 from scnode_exchange.trading.models import Order, Trade
+from scnode_exchange.trading.service import PlaceResult
 
 RuntimeDep = Annotated[Runtime, Depends(runtime)]
 Limit = Annotated[int, Query(ge=1, le=500)]
@@ -101,6 +102,28 @@ def order_json(order: Order, filled: int) -> dict[str, Any]:
 
 def _page(items: list[dict[str, Any]], limit: int) -> dict[str, Any]:
     return {"items": items, "next_before_id": items[-1]["id"] if len(items) == limit else None}
+
+
+def placed_json(body: OrderIn, market: str, result: PlaceResult) -> dict[str, Any]:
+    """The answer to a placement, from the committed result (no second database read)."""
+    filled = sum(
+        e.quantity
+        for e in result.events
+        if isinstance(e, Fill) and result.order_id in (e.maker_order_id, e.taker_order_id)
+    )
+    return {
+        "id": result.order_id,
+        "market": market,
+        "side": body.side.value,
+        "type": body.type.value,
+        "time_in_force": body.time_in_force.value,
+        "price": body.price,
+        "quantity": body.quantity,
+        "remaining": body.quantity - filled if result.status == "open" else 0,
+        "filled": filled,
+        "status": result.status,
+        "reject_reason": result.reject_reason,
+    }
 
 
 def member_orders(
@@ -291,7 +314,7 @@ def build_router() -> APIRouter:
 
     @router.get("/auth/me")
     def me(member: MemberDep, rt: RuntimeDep) -> dict[str, Any]:
-        with rt.sessions() as session:
+        with rt.readers() as session:
             row = session.get(Member, member.member_id)
             if row is None:
                 raise HTTPException(status.HTTP_401_UNAUTHORIZED, "member no longer exists")
@@ -304,7 +327,7 @@ def build_router() -> APIRouter:
 
     @router.get("/wallet")
     def wallet(member: MemberDep, rt: RuntimeDep) -> dict[str, Any]:
-        with rt.sessions() as session:
+        with rt.readers() as session:
             rows = balances(session, member.member_id)
         # upstream's {azc, sats}: here available integer base units, plus the detail
         out: dict[str, Any] = {r["asset"].lower(): r["available"] for r in rows}
@@ -313,7 +336,7 @@ def build_router() -> APIRouter:
 
     @router.get("/balances")
     def member_balances(member: MemberDep, rt: RuntimeDep) -> list[dict[str, Any]]:
-        with rt.sessions() as session:
+        with rt.readers() as session:
             return balances(session, member.member_id)
 
     @router.post("/orders", status_code=status.HTTP_201_CREATED)
@@ -338,7 +361,7 @@ def build_router() -> APIRouter:
             body.type,
             body.time_in_force,
         )
-        return await rt.run(_order_view, rt, result.order_id)
+        return placed_json(body, market, result)
 
     @router.get("/orders/mine")
     def my_orders(
@@ -348,12 +371,12 @@ def build_router() -> APIRouter:
         before_id: BeforeId = None,
         limit: Limit = 100,
     ) -> dict[str, Any]:
-        with rt.sessions() as session:
+        with rt.readers() as session:
             return member_orders(session, member.member_id, which, before_id, limit)
 
     @router.get("/orders/{order_id:int}")
     def one_order(order_id: int, member: MemberDep, rt: RuntimeDep) -> dict[str, Any]:
-        with rt.sessions() as session:
+        with rt.readers() as session:
             order = session.get(Order, order_id)
             if order is None or order.member_id != member.member_id:
                 raise HTTPException(status.HTTP_404_NOT_FOUND, f"no order {order_id}")
@@ -368,7 +391,7 @@ def build_router() -> APIRouter:
     def my_trades(
         member: MemberDep, rt: RuntimeDep, before_id: BeforeId = None, limit: Limit = 100
     ) -> dict[str, Any]:
-        with rt.sessions() as session:
+        with rt.readers() as session:
             return member_fills(session, member.member_id, before_id, limit)
 
     @router.get("/history")
@@ -379,7 +402,7 @@ def build_router() -> APIRouter:
         before_id: BeforeId = None,
         limit: Limit = 100,
     ) -> dict[str, Any]:
-        with rt.sessions() as session:
+        with rt.readers() as session:
             page = member_history(session, member.member_id, kind, before_id, limit)
             # what is not booked yet comes first, on the first page only
             page["pending"] = member_pending(session, member.member_id) if before_id is None else []
@@ -392,7 +415,7 @@ def build_router() -> APIRouter:
         kind: Annotated[str | None, Query(max_length=32)] = None,
     ) -> StreamingResponse:
         return StreamingResponse(
-            history_csv(rt.sessions, member.member_id, kind),
+            history_csv(rt.readers, member.member_id, kind),
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": 'attachment; filename="history.csv"'},
         )
@@ -401,7 +424,7 @@ def build_router() -> APIRouter:
 
 
 def _open_count(rt: Runtime, member_id: int) -> int:
-    with rt.sessions() as session:
+    with rt.readers() as session:
         return int(
             session.scalar(
                 select(func.count())
@@ -413,7 +436,7 @@ def _open_count(rt: Runtime, member_id: int) -> int:
 
 
 def _order_view(rt: Runtime, order_id: int) -> dict[str, Any]:
-    with rt.sessions() as session:
+    with rt.readers() as session:
         order = session.get(Order, order_id)
         assert order is not None
         return order_json(order, _filled(session, [order.id])[order.id])

@@ -79,7 +79,7 @@ def build_router() -> APIRouter:
         query = select(Member).order_by(Member.id.desc()).limit(limit)
         if before_id is not None:
             query = query.where(Member.id < before_id)
-        with rt.sessions() as session:
+        with rt.readers() as session:
             return [member_json(m) for m in session.scalars(query)]
 
     @router.post("/members", status_code=status.HTTP_201_CREATED)
@@ -88,7 +88,7 @@ def build_router() -> APIRouter:
 
     @router.get("/members/{member_id}")
     def member(member_id: int, _: OwnerDep, rt: RuntimeDep) -> dict[str, Any]:
-        with rt.sessions() as session:
+        with rt.readers() as session:
             row = session.get(Member, member_id)
             if row is None:
                 raise HTTPException(status.HTTP_404_NOT_FOUND, f"no member {member_id}")
