@@ -41,11 +41,13 @@ from scnode_exchange.ledger import (
     SATS,
     SUSPENSE,
     Account,
+    JournalEntry,
     Ledger,
     Leg,
     Member,
 )
 from scnode_exchange.ledger.models import utcnow
+from scnode_exchange.trading.writer import TradeWriter
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +185,15 @@ class AlertView:
             "resolved_by": self.resolved_by,
             "resolution": self.resolution,
         }
+
+
+@dataclass
+class _Batch:
+    """What one ``apply`` transaction decided, booked at its end."""
+
+    deposits: dict[str, Deposit]
+    credits: list[tuple[Deposit, int]] = field(default_factory=list)
+    reversals: list[tuple[Deposit, str]] = field(default_factory=list)
 
 
 class DepositError(Exception):
@@ -406,13 +417,16 @@ class DepositService:
         Outputs paying addresses that are not deposit addresses are ignored."""
         result = ApplyResult()
         with self.sessions.begin() as session:
-            ledger = Ledger(session)
             owners = self._address_owners(session, observations)
-            for obs in observations:
-                member_id = owners.get((obs.chain, obs.address))
-                if member_id is None or obs.chain not in self.chains:
-                    continue
-                self._apply_one(session, ledger, member_id, obs, tip_height, result)
+            relevant = [
+                (owners[(o.chain, o.address)], o)
+                for o in observations
+                if o.chain in self.chains and (o.chain, o.address) in owners
+            ]
+            batch = _Batch(self._load(session, [o for _, o in relevant]))
+            for member_id, obs in relevant:
+                self._apply_one(session, batch, member_id, obs, tip_height, result)
+            self._book(session, batch)
             if chain is not None and (cursor is not None or tip_height is not None):
                 row = session.get(DepositCursor, chain)
                 if row is None:
@@ -427,6 +441,24 @@ class DepositService:
             chain_name = key.split(":", 1)[0]
             self.credited_total[chain_name] = self.credited_total.get(chain_name, 0) + 1
         return result
+
+    @staticmethod
+    def _load(session: Session, observations: Sequence[Observation]) -> dict[str, Deposit]:
+        """The batch's known deposits, locked, by key."""
+        by_chain: dict[str, set[str]] = {}
+        for obs in observations:
+            by_chain.setdefault(obs.chain, set()).add(obs.txid)
+        found: dict[str, Deposit] = {}
+        for chain, txids in by_chain.items():
+            listed = sorted(txids)
+            for start in range(0, len(listed), 500):
+                rows = session.scalars(
+                    select(Deposit)
+                    .where(Deposit.chain == chain, Deposit.txid.in_(listed[start : start + 500]))
+                    .with_for_update()
+                )
+                found.update({d.key: d for d in rows})
+        return found
 
     @staticmethod
     def _address_owners(
@@ -451,14 +483,15 @@ class DepositService:
     def _apply_one(
         self,
         session: Session,
-        ledger: Ledger,
+        batch: _Batch,
         member_id: int,
         obs: Observation,
         tip_height: int | None,
         result: ApplyResult,
     ) -> None:
         config = self.chains[obs.chain]
-        deposit = session.scalar(_by_key(obs.chain, obs.txid, obs.vout).with_for_update())
+        key = f"{obs.chain}:{obs.txid}:{obs.vout}"
+        deposit = batch.deposits.get(key)
         if deposit is None:
             if obs.confirmations < 0:
                 return  # never seen in the chain or mempool: nothing to track
@@ -472,9 +505,10 @@ class DepositService:
                 amount=obs.amount,
                 confirmations=0,
                 state="pending",
+                first_seen_at=utcnow(),
             )
             session.add(deposit)
-            session.flush()
+            batch.deposits[key] = deposit
         elif deposit.amount != obs.amount:
             log.error(
                 "deposit %s: amount %d != %d seen first", deposit.key, obs.amount, deposit.amount
@@ -493,9 +527,12 @@ class DepositService:
                     )
                 deposit.state = "reorged"
             elif obs.confirmations >= config.confirmations:
-                self._credit(ledger, deposit, obs)
+                deposit.state = "credited"
+                deposit.credited_block_hash = obs.block_hash
+                deposit.credited_at = utcnow()
+                batch.credits.append((deposit, obs.confirmations))
                 result.credited.append(deposit.key)
-            else:
+            elif deposit.state != "pending":
                 deposit.state = "pending"
         elif deposit.state == "credited":
             left = obs.confirmations <= 0 or (
@@ -506,35 +543,106 @@ class DepositService:
                 result.to_verify.append(obs)
                 return  # keep the row as it is until the wallet confirms it
             if left:
-                self._reverse(session, ledger, deposit, obs)
+                detail = (
+                    f"credited in block {deposit.credited_block_hash} at "
+                    f"{deposit.confirmations} confirmations; now "
+                    + (
+                        f"{obs.confirmations} confirmations in block {obs.block_hash}"
+                        if in_chain
+                        else "out of the chain"
+                    )
+                )
+                deposit.state = "suspense"
+                deposit.reversed_at = utcnow()
+                batch.reversals.append((deposit, detail))
                 result.reversed.append(deposit.key)
-        deposit.confirmations = obs.confirmations
-        deposit.block_hash = obs.block_hash if in_chain else None
+        height = deposit.block_height
         if obs.block_height is not None:
-            deposit.block_height = obs.block_height
+            height = obs.block_height
         elif in_chain and tip_height is not None:
-            deposit.block_height = tip_height - obs.confirmations + 1
+            height = tip_height - obs.confirmations + 1
         elif not in_chain:
-            deposit.block_height = None
-        deposit.updated_at = utcnow()
+            height = None
+        block_hash = obs.block_hash if in_chain else None
+        if (deposit.confirmations, deposit.block_hash, deposit.block_height) != (
+            obs.confirmations,
+            block_hash,
+            height,
+        ):
+            deposit.confirmations = obs.confirmations
+            deposit.block_hash = block_hash
+            deposit.block_height = height
+            deposit.updated_at = utcnow()
 
-    def _credit(self, ledger: Ledger, deposit: Deposit, obs: Observation) -> None:
-        entry = ledger.transfer(
-            "deposit",
-            f"{deposit.chain} deposit {obs.txid}:{obs.vout}, {obs.confirmations} confirmations",
-            ledger.system_account(NODE_WALLET, deposit.asset),
-            ledger.member_account(deposit.member_id, deposit.asset),
-            deposit.amount,
-            reference=f"deposit:{deposit.key}",
+    def _book(self, session: Session, batch: _Batch) -> None:
+        """Post the batch's credits (few multi-row statements: TradeWriter, the ledger's rules
+        on locked rows), then its reversals (rare: the ledger's own operations)."""
+        if batch.credits:
+            writer = TradeWriter(session)
+            wallets = {
+                asset: self._system_account_id(session, NODE_WALLET, asset)
+                for asset in {d.asset for d, _ in batch.credits}
+            }
+            members = self._member_account_ids(session, batch.credits)
+            legs = {
+                deposit.key: [
+                    Leg(wallets[deposit.asset], -deposit.amount),
+                    Leg(members[(deposit.member_id, deposit.asset)], deposit.amount),
+                ]
+                for deposit, _ in batch.credits
+            }
+            writer.lock_accounts(leg.account_id for pair in legs.values() for leg in pair)
+            for deposit, confirmations in batch.credits:
+                writer.post(
+                    "deposit",
+                    f"{deposit.chain} deposit {deposit.txid}:{deposit.vout}, "
+                    f"{confirmations} confirmations",
+                    legs[deposit.key],
+                    reference=f"deposit:{deposit.key}",
+                    actor="system",
+                )
+            writer.flush()
+            references = {f"deposit:{d.key}": d for d, _ in batch.credits}
+            listed = sorted(references)
+            for start in range(0, len(listed), 500):
+                rows = session.execute(
+                    select(JournalEntry.reference, JournalEntry.id).where(
+                        JournalEntry.reference.in_(listed[start : start + 500])
+                    )
+                )
+                for reference, entry_id in rows:
+                    references[str(reference)].credit_entry_id = entry_id
+        if batch.reversals:
+            session.flush()
+            ledger = Ledger(session)
+            for deposit, detail in batch.reversals:
+                self._reverse(session, ledger, deposit, detail)
+
+    @staticmethod
+    def _system_account_id(session: Session, name: str, asset: str) -> int:
+        found = session.scalar(
+            select(Account.id).where(Account.system_name == name, Account.asset == asset)
         )
-        deposit.state = "credited"
-        deposit.credit_entry_id = entry.id
-        deposit.credited_block_hash = obs.block_hash
-        deposit.credited_at = utcnow()
+        if found is None:
+            raise DepositError(f"no system account {name} in {asset}")
+        return int(found)
 
-    def _reverse(
-        self, session: Session, ledger: Ledger, deposit: Deposit, obs: Observation
-    ) -> None:
+    @staticmethod
+    def _member_account_ids(
+        session: Session, credits: Sequence[tuple[Deposit, int]]
+    ) -> dict[tuple[int, str], int]:
+        wanted = sorted({d.member_id for d, _ in credits})
+        found: dict[tuple[int, str], int] = {}
+        for start in range(0, len(wanted), 500):
+            rows = session.execute(
+                select(Account.member_id, Account.asset, Account.id).where(
+                    Account.member_id.in_(wanted[start : start + 500])
+                )
+            )
+            found.update({(int(m or 0), str(a)): int(i) for m, a, i in rows})
+        return found
+
+    def _reverse(self, session: Session, ledger: Ledger, deposit: Deposit, detail: str) -> None:
         member_account = ledger.member_account(deposit.member_id, deposit.asset)
         locked = session.scalar(
             select(Account)
@@ -550,15 +658,6 @@ class DepositService:
             legs.append(Leg(member_account.id, -taken))
         if rest:
             legs.append(Leg(ledger.system_account(OWNER_RECEIVABLE, deposit.asset).id, -rest))
-        detail = (
-            f"credited in block {deposit.credited_block_hash} at {deposit.confirmations} "
-            f"confirmations; now "
-            + (
-                f"{obs.confirmations} confirmations in block {obs.block_hash}"
-                if obs.confirmations > 0
-                else "out of the chain"
-            )
-        )
         entry = ledger.post(
             "deposit_reversal",
             f"{deposit.chain} deposit {deposit.txid}:{deposit.vout} reorged after credit: "
@@ -571,9 +670,7 @@ class DepositService:
         if rest:
             ledger.freeze(deposit.member_id, REVERSAL_FREEZE_REASON)
             frozen = True
-        deposit.state = "suspense"
         deposit.reversal_entry_id = entry.id
-        deposit.reversed_at = utcnow()
         session.add(
             DepositAlert(
                 deposit_id=deposit.id,
