@@ -42,6 +42,7 @@ async def serve(settings: WithdrawalSettings) -> None:
         senders,
         poll_seconds=settings.withdrawal_poll_seconds,
         batch=settings.withdrawal_batch,
+        follow_seconds=settings.withdrawal_follow_seconds,
         crash_at=settings.crash_at,
     )
     stop = asyncio.Event()

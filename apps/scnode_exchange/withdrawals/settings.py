@@ -94,6 +94,7 @@ class WithdrawalSettings(BaseSettings):
     withdrawal_approval_threshold: int = Field(default=1_000_000, ge=0)
     withdrawal_poll_seconds: float = Field(default=2.0, gt=0, le=600)
     withdrawal_batch: int = Field(default=50, ge=1, le=10_000)
+    withdrawal_follow_seconds: float = Field(default=10.0, ge=0, le=3600)
     # chain API idempotency keys are <prefix>-<id>; change it if the database is ever rebuilt
     withdrawal_key_prefix: str = Field(default="wd", pattern=r"^[A-Za-z0-9_.:]{1,40}$")
     # test-only: the worker SIGKILLs itself at this step (after_mark_sending|after_send|

@@ -13,7 +13,8 @@ One pass (``run_once``), in this order:
    (4xx: invalid address, the node wallet lacks funds, key conflict) → ``failed`` and the hold
    released. Anything else (API or daemon down, timeout, 5xx, auth misconfiguration) leaves it
    ``sending`` for the next pass — never a new key.
-3. **Follow** ``broadcast`` withdrawals to their chain's confirmations → ``confirmed``.
+3. **Follow** ``broadcast`` withdrawals to their chain's confirmations → ``confirmed`` (at
+   most every ``follow_seconds``: one chain API look-up per open transaction).
 
 Database work runs in a thread (``asyncio.to_thread``) so the worker can share the exchange
 app's event loop.
@@ -74,6 +75,7 @@ class WithdrawalWorker:
         *,
         poll_seconds: float = 2.0,
         batch: int = 50,
+        follow_seconds: float = 10.0,
         crash_at: str | None = None,
     ) -> None:
         if crash_at is not None and crash_at not in CRASH_POINTS:
@@ -82,6 +84,8 @@ class WithdrawalWorker:
         self.chains = dict(chains)
         self.poll_seconds = poll_seconds
         self.batch = batch
+        self.follow_seconds = follow_seconds
+        self._next_follow = 0.0
         self.crash_at = crash_at
         self._wake = asyncio.Event()
 
@@ -126,8 +130,11 @@ class WithdrawalWorker:
                 continue
             self._crash_point("after_mark_sending")
             moved += await self._send(info_or_none)
-        for wid in await asyncio.to_thread(self.service.ids_in, (BROADCAST,), 10 * self.batch):
-            moved += await self._follow(await asyncio.to_thread(self.service.get, wid))
+        now = asyncio.get_running_loop().time()
+        if now >= self._next_follow:  # one look-up per broadcast tx: not on every pass
+            self._next_follow = now + self.follow_seconds
+            for wid in await asyncio.to_thread(self.service.ids_in, (BROADCAST,), 10_000):
+                moved += await self._follow(await asyncio.to_thread(self.service.get, wid))
         return moved
 
     async def _send(self, info: WithdrawalInfo) -> int:

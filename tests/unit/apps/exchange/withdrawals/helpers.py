@@ -107,6 +107,7 @@ class FakeChain:
         self.refuse: set[str] = set()  # addresses the "wallet" refuses
         self.down = False
         self.lose_answer_once: set[str] = set()  # keys whose first answer is lost
+        self.lookups = 0
 
     async def send(
         self, address: str, amount: int, idempotency_key: str, fee_rate_sat_vb: int | None
@@ -126,6 +127,7 @@ class FakeChain:
         return self.payments[idempotency_key][2]
 
     async def confirmations(self, txid: str) -> tuple[int, int | None]:
+        self.lookups += 1
         if self.down:
             raise ChainUnavailableError("chain API down")
         return self.confirmed[txid], 150

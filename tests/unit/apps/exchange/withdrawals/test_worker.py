@@ -35,7 +35,7 @@ def test_ready_withdrawals_are_sent_once_and_followed_to_confirmation(
     member = funded_member(sessions, "alice", 1_000_000)
     service = make_service(sessions)
     chain = FakeChain()
-    worker = WithdrawalWorker(service, {"bitcoin": chain})
+    worker = WithdrawalWorker(service, {"bitcoin": chain}, follow_seconds=0)
     ids = [
         service.request_withdrawal(member, "bitcoin", address(i), 10_000 + i, f"k{i}").id
         for i in range(3)
@@ -154,3 +154,23 @@ def test_run_stops_when_told_and_wakes_on_demand(sessions: sessionmaker[Session]
         await asyncio.wait_for(task, 2)
 
     asyncio.run(scenario())
+
+
+def test_confirmations_are_looked_up_at_most_every_follow_seconds(
+    sessions: sessionmaker[Session],
+) -> None:
+    member = funded_member(sessions, "gina", 100_000)
+    service = make_service(sessions)
+    chain = FakeChain()
+    worker = WithdrawalWorker(service, {"bitcoin": chain}, follow_seconds=3600)
+    wid = service.request_withdrawal(member, "bitcoin", address(), 10_000, "k").id
+    asyncio.run(worker.run_once())  # sends, and follows (the first pass always does)
+    chain.mine(5)
+    for _ in range(3):
+        asyncio.run(worker.run_once())
+    assert chain.lookups == 1
+    assert service.get(wid).state == BROADCAST
+    worker.follow_seconds = 0
+    worker._next_follow = 0.0
+    asyncio.run(worker.run_once())
+    assert (chain.lookups, service.get(wid).state) == (2, CONFIRMED)
