@@ -118,3 +118,27 @@ def test_killed_at_random_moments_under_load(any_exchange: Exchange) -> None:
     assert all(reserved == 0 for _, reserved in balances)
     sent = sum(w.total for w in exchange.service.list_withdrawals(limit=100) if w.id in ids)
     assert sum(b for b, _ in balances) == 3 * FUNDS - sent
+
+
+def test_chain_api_down_keeps_it_sending_with_its_key_then_pays_once(exchange: Exchange) -> None:
+    member = exchange.member("bob", 1_000_000)
+    wid = exchange.service.request_withdrawal(
+        member, "bitcoin", exchange.address(), 100_000, "w1"
+    ).id
+    exchange.api.stop()
+    try:
+        exchange.start_worker()
+        exchange.wait_for("sending", lambda: exchange.states()[wid] == "sending")
+        time.sleep(0.5)  # several passes against the dead chain API
+        assert exchange.states()[wid] == "sending"  # not failed, not refunded
+        with exchange.sessions() as session:
+            assert Ledger(session).balances(member)[SATS] == (1_000_000, 100_000 + FEE)
+        assert "chain API unavailable" in exchange.worker_log()
+    finally:
+        exchange.api.start()
+    exchange.wait_for("broadcast", lambda: exchange.states()[wid] == "broadcast")
+    assert exchange.stop_worker() == 0
+    assert exchange.wallet_sends() == {
+        f"{exchange.prefix}-{wid:06d}": {exchange.service.get(wid).txid}
+    }
+    exchange.assert_consistent()
