@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
+import pytest
 from fastapi import FastAPI, Header, HTTPException
 
 from scnode_exchange.chainclient import Backoff, ChainApiClient
@@ -175,3 +177,9 @@ def test_a_chain_api_that_is_down_is_a_503_with_retry_after(
         assert answer.status_code == 503 and answer.headers["retry-after"] == "10"
 
     _run(deposits, scenario, chain_down=True)
+
+
+@pytest.fixture
+def exchange_db_url(tmp_path: Path) -> str:
+    """HTTP behaviour only: SQLite is enough here (the service's tests run on both backends)."""
+    return f"sqlite:///{tmp_path / 'api.sqlite3'}"
