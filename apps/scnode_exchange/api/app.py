@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from scnode_core.apikeys import ApiKeyStore
 from scnode_exchange import __version__
@@ -35,7 +36,12 @@ from scnode_exchange.api.auth import (
     current_owner,
 )
 from scnode_exchange.api.integrations import optional_module, start_deposits, start_withdrawals
-from scnode_exchange.api.runtime import ExchangeMetrics, Runtime, make_read_engine
+from scnode_exchange.api.runtime import (
+    ExchangeMetrics,
+    Runtime,
+    TooManyOpenOrdersError,
+    make_read_engine,
+)
 from scnode_exchange.db import make_engine, make_sessionmaker, upgrade
 from scnode_exchange.ledger import (
     InsufficientFundsError,
@@ -68,6 +74,34 @@ class KeyRing:
                 self._store = ApiKeyStore.load(self._path)
                 self._mtime = mtime
         return self._store
+
+
+class LatencyMiddleware:
+    """Request latency by route and status (plain ASGI: no extra task per request)."""
+
+    def __init__(self, app: ASGIApp, metrics: ExchangeMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        code = [500]
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                code[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            path = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.latency.labels(scope["method"], path, str(code[0])).observe(
+                time.perf_counter() - started
+            )
 
 
 class LabLogin(BaseModel):
@@ -120,18 +154,7 @@ def create_app(
     app.state.session_tokens = tokens
     app.state.owner_keys = keys
 
-    @app.middleware("http")
-    async def measure(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        path = getattr(request.scope.get("route"), "path", "unmatched")
-        metrics.latency.labels(request.method, path, str(response.status_code)).observe(
-            time.perf_counter() - started
-        )
-        return response
-
+    app.add_middleware(LatencyMiddleware, metrics=metrics)
     _error_handlers(app)
 
     @app.get("/healthz", tags=["health"])
@@ -244,6 +267,7 @@ def _error_handlers(app: FastAPI) -> None:
         return handler
 
     app.add_exception_handler(OrderNotFoundError, reply(status.HTTP_404_NOT_FOUND))
+    app.add_exception_handler(TooManyOpenOrdersError, reply(status.HTTP_429_TOO_MANY_REQUESTS))
     app.add_exception_handler(UnknownAccountError, reply(status.HTTP_404_NOT_FOUND))
     app.add_exception_handler(InsufficientFundsError, reply(status.HTTP_409_CONFLICT))
     app.add_exception_handler(MemberFrozenError, reply(status.HTTP_409_CONFLICT))

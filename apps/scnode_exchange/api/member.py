@@ -349,9 +349,6 @@ def build_router() -> APIRouter:
                 status.HTTP_422_UNPROCESSABLE_CONTENT,
                 "price is required (market orders: the protection price, the worst you accept)",
             )
-        open_count = await rt.run(_open_count, rt, member.member_id)
-        if open_count >= rt.settings.max_open_orders_per_member:
-            raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, "too many open orders")
         result = await rt.place(
             member.member_id,
             market,
@@ -421,18 +418,6 @@ def build_router() -> APIRouter:
         )
 
     return router
-
-
-def _open_count(rt: Runtime, member_id: int) -> int:
-    with rt.readers() as session:
-        return int(
-            session.scalar(
-                select(func.count())
-                .select_from(Order)
-                .where(Order.member_id == member_id, Order.status == "open")
-            )
-            or 0
-        )
 
 
 def _order_view(rt: Runtime, order_id: int) -> dict[str, Any]:

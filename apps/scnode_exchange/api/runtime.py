@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy import Engine, create_engine, event, func, select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
@@ -43,6 +43,10 @@ from scnode_exchange.trading.service import (
 T = TypeVar("T")
 FULL_DEPTH = 1_000_000
 MAX_BATCH = 256  # orders per group-commit transaction
+
+
+class TooManyOpenOrdersError(Exception):
+    """The member already has the configured maximum of open orders."""
 
 
 class ExchangeMetrics:
@@ -152,6 +156,9 @@ class Runtime:
     async def _place_batch(
         self, batch: list[tuple[OrderCommand, asyncio.Future[PlaceResult]]]
     ) -> None:
+        batch = await self._within_open_order_limit(batch)
+        if not batch:
+            return
         commands = [command for command, _ in batch]
         markets = {c.market for c in commands if c.market in self.exchange.markets}
         async with self.lock:
@@ -180,6 +187,31 @@ class Runtime:
                 future.set_exception(result)
             else:
                 future.set_result(result)
+
+    async def _within_open_order_limit(
+        self, batch: list[tuple[OrderCommand, asyncio.Future[PlaceResult]]]
+    ) -> list[tuple[OrderCommand, asyncio.Future[PlaceResult]]]:
+        """Refuse orders beyond a member's open-order limit (one query per batch; every
+        queued order counts as if it will rest)."""
+        limit = self.settings.max_open_orders_per_member
+        counts = await self.run(self._open_counts, {c.member_id for c, _ in batch})
+        kept = []
+        for command, future in batch:
+            if counts.get(command.member_id, 0) >= limit:
+                future.set_exception(TooManyOpenOrdersError(f"at most {limit} open orders"))
+                continue
+            counts[command.member_id] = counts.get(command.member_id, 0) + 1
+            kept.append((command, future))
+        return kept
+
+    def _open_counts(self, member_ids: set[int]) -> dict[int, int]:
+        query = (
+            select(Order.member_id, func.count())
+            .where(Order.member_id.in_(member_ids), Order.status == "open")
+            .group_by(Order.member_id)
+        )
+        with self.readers() as session:
+            return {member_id: int(count) for member_id, count in session.execute(query)}
 
     async def cancel(self, member_id: int, order_id: int) -> str:
         """Cancel one of the member's open orders (others' ids look missing); its market."""

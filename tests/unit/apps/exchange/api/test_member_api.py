@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import csv
 import io
+from pathlib import Path
 
+from fastapi.testclient import TestClient
+
+from scnode_exchange.api.app import create_app
 from scnode_exchange.ledger import verify
 from scnode_exchange.trading.service import verify_orders
-from tests.unit.apps.exchange.api.node import LOT, MARKET, Node
+from tests.unit.apps.exchange.api.node import LOT, MARKET, Node, make_settings
 
 
 def test_health_registration_and_lab_login(node: Node) -> None:
@@ -223,3 +227,17 @@ def test_history_pages_and_csv_amounts(node: Node) -> None:
     )
     assert [r["amount_decimal"] for r in rows][:2] == ["1.00000005", "2.00000005"]
     assert rows[-1]["amount"] == "-5" and rows[-1]["amount_decimal"] == "-0.00000005"
+
+
+def test_open_order_limit(exchange_db_url: str, tmp_path: Path) -> None:
+    settings, key = make_settings(tmp_path, exchange_db_url, max_open_orders_per_member=2)
+    with TestClient(create_app(settings)) as client:
+        node = Node(client, key, settings)
+        _, alice = node.member("alice", sats=100_000)
+        order = {"side": "buy", "price": 100, "quantity": 1}
+        first = client.post("/api/orders", headers=alice, json=order).json()
+        client.post("/api/orders", headers=alice, json=order)
+        refused = client.post("/api/orders", headers=alice, json=order)
+        assert refused.status_code == 429 and "2 open orders" in refused.json()["detail"]
+        client.delete(f"/api/orders/{first['id']}", headers=alice)
+        assert client.post("/api/orders", headers=alice, json=order).status_code == 201
