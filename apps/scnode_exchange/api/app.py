@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from scnode_core.apikeys import ApiKeyStore
+from scnode_core.apikeys import ApiKeyError, ApiKeyStore
 from scnode_exchange import __version__
 from scnode_exchange.api import market, member, owner
 from scnode_exchange.api.auth import (
@@ -71,8 +71,12 @@ class KeyRing:
         with contextlib.suppress(FileNotFoundError):
             mtime = self._path.stat().st_mtime
             if mtime != self._mtime:
-                self._store = ApiKeyStore.load(self._path)
                 self._mtime = mtime
+                try:
+                    self._store = ApiKeyStore.load(self._path)
+                except ApiKeyError as exc:
+                    # a half-written or broken file: keep the keys that worked, say why
+                    log.error("owner API keys not reloaded: %s", exc)
         return self._store
 
 
@@ -158,6 +162,7 @@ def create_app(
     _error_handlers(app)
 
     @app.get("/healthz", tags=["health"])
+    @app.get("/v1/health", tags=["health"])
     @app.get("/api/health", tags=["health"])
     async def health(request: Request) -> JSONResponse:
         up = getattr(request.app.state, "runtime", None) is not None

@@ -3,9 +3,12 @@ freeze/unfreeze, and the append-only audit log."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from sqlalchemy import select
 
+from scnode_core.apikeys import ApiKeyStore, generate
 from scnode_exchange.ledger import OWNER_EQUITY, JournalEntry, Ledger, verify
 from scnode_exchange.owner import OwnerAuditEntry
 from tests.unit.apps.exchange.api.node import Node
@@ -113,3 +116,15 @@ def test_owner_member_list_and_duplicate_handle(node: Node) -> None:
     detail = node.client.get(f"/api/owner/members/{member_id}", headers=node.owner).json()
     assert {b["asset"]: b["balance"] for b in detail["balances"]}["SATS"] == 10
     assert node.client.get("/api/owner/members/999999", headers=node.owner).status_code == 404
+
+
+def test_owner_keys_rotate_without_restart(node: Node) -> None:
+    keys_file = node.settings.owner_api_keys_file
+    new = generate({"owner"}, "rotated")
+    ApiKeyStore([new.record]).save(keys_file)
+    os.utime(keys_file, (1, 1))  # a different mtime even within the clock's resolution
+    assert node.client.get("/api/owner/members", headers={"X-API-Key": new.token}).is_success
+    assert node.client.get("/api/owner/members", headers=node.owner).status_code == 401
+    keys_file.write_text("{not json")  # a broken file keeps the keys that worked
+    os.utime(keys_file, (2, 2))
+    assert node.client.get("/api/owner/members", headers={"X-API-Key": new.token}).is_success
