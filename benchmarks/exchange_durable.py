@@ -23,7 +23,8 @@ HTTP (``--http``, the issue's definition of the durable path): the member API ap
 ``Exchange.place_orders``) in a child process; an aiohttp client POSTs ``/api/orders`` with
 member bearer tokens (``--clients`` concurrent for max orders/s, then paced at ``--rate``);
 a WebSocket subscriber on ``/ws/trades`` counts the fills it is sent, checked against the
-trades stored. Client and server share the machine's cores.
+trades stored. Client and server share the machine's cores; the CPU column is then the
+server process's CPU (all threads) per order.
 
 PostgreSQL: ``--postgres`` (or ``SCNODE_TEST_POSTGRES_URL``) names a server database used to
 create and drop a throwaway database. Prints a table; never fails on figures.
@@ -242,6 +243,12 @@ def run_group(
     return figures
 
 
+def _process_cpu(pid: int) -> float:
+    """CPU seconds (user + system, all threads) a process has used so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -299,7 +306,7 @@ def run_http(
         base = f"http://127.0.0.1:{port}"
         try:
             asyncio.run(_http_scenario(base, headers, workload, figures, orders, rate, seconds,
-                                       clients, aiohttp))  # fmt: skip
+                                       clients, aiohttp, server.pid))  # fmt: skip
         finally:
             server.terminate()
             try:
@@ -321,7 +328,7 @@ def run_http(
 
 async def _http_scenario(
     base: str, headers: dict[int, dict[str, str]], workload: Workload, figures: Figures,
-    orders: int, rate: float, seconds: float, clients: int, aiohttp: Any,
+    orders: int, rate: float, seconds: float, clients: int, aiohttp: Any, pid: int,
 ) -> None:  # fmt: skip
     connector = aiohttp.TCPConnector(limit=max(clients, 256))
     async with aiohttp.ClientSession(connector=connector) as http:
@@ -367,9 +374,10 @@ async def _http_scenario(
                 remaining -= 1
                 await submit(workload.next())
 
-        start = time.perf_counter()
+        cpu0, start = _process_cpu(pid), time.perf_counter()
         await asyncio.gather(*(client() for _ in range(clients)))
         figures.max_rate = orders / (time.perf_counter() - start)
+        figures.cpu_ms = 1000 * (_process_cpu(pid) - cpu0) / orders  # the server's CPU
         figures.fill_share = traded / orders
         latencies, figures.achieved = await _paced(submit, workload, rate, seconds)
         figures.p50, figures.p99 = _percentile(latencies, 0.5), _percentile(latencies, 0.99)

@@ -30,12 +30,14 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict, deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import DateTime
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from scnode_exchange.ledger.errors import (
@@ -197,6 +199,7 @@ class TradeWriter:
         self.postgres = dialect.name == "postgresql"
         self._driver: Any = cast(Any, self.conn.connection.driver_connection)
         self._cursor: Any = self._driver.cursor()
+        self._dbapi_error: type[Exception] = dialect.loaded_dbapi.Error
         processor = DateTime(timezone=True).dialect_impl(dialect).bind_processor(dialect)
         self._timestamp: Callable[[Any], Any] = processor or (lambda value: value)
         self.accounts: dict[int, AccountRow] = {}
@@ -218,15 +221,26 @@ class TradeWriter:
             self._sql_cache[key] = found
         return found
 
+    @contextmanager
+    def _translated(self, statement: str) -> Iterator[None]:
+        """Raise the driver's errors as SQLAlchemy's (IntegrityError, OperationalError, ...),
+        as they would be through the ORM, so callers need not know how rows were written."""
+        try:
+            yield
+        except self._dbapi_error as exc:
+            raise DBAPIError.instance(statement, None, exc, self._dbapi_error) from exc
+
     def _rows(self, query: str, params: dict[str, Any] | None = None) -> list[Any]:
-        self._cursor.execute(self._sql(query), params or {})
-        return list(self._cursor.fetchall())
+        with self._translated(query):
+            self._cursor.execute(self._sql(query), params or {})
+            return list(self._cursor.fetchall())
 
     def _many(self, query: str, rows: list[dict[str, Any]]) -> None:
-        if len(rows) == 1:
-            self._cursor.execute(self._sql(query), rows[0])
-        else:
-            self._cursor.executemany(self._sql(query), rows)
+        with self._translated(query):
+            if len(rows) == 1:
+                self._cursor.execute(self._sql(query), rows[0])
+            else:
+                self._cursor.executemany(self._sql(query), rows)
 
     def _insert(self, table: str, columns: Sequence[str], rows: list[dict[str, Any]]) -> None:
         """Insert ``rows``: ``executemany`` on SQLite (in-process, no round trips), one
@@ -545,7 +559,7 @@ class TradeWriter:
         """
         entry_ids = self._entry_ids(len(self.entries)) if self.entries else []
         if self.postgres:
-            with self._driver.pipeline():
+            with self._translated("(pipelined writes)"), self._driver.pipeline():
                 self._write(entry_ids)
         else:
             self._write(entry_ids)

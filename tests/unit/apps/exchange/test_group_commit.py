@@ -7,6 +7,7 @@ import random
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from scnode_exchange.ledger import AZC, NODE_WALLET, SATS, Ledger, UnknownAccountError, verify
@@ -19,7 +20,7 @@ from scnode_exchange.matching import (
     TimeInForce,
 )
 from scnode_exchange.trading.group import OrderQueue, QueueClosedError
-from scnode_exchange.trading.models import Order
+from scnode_exchange.trading.models import MarketState, Order
 from scnode_exchange.trading.service import (
     FILLED,
     OPEN,
@@ -229,4 +230,27 @@ def test_orders_queued_before_stop_are_still_placed(sessions: Sessions) -> None:
     results = asyncio.run(scenario())
     assert [r.status for r in results] == [OPEN] * 5
     assert len(exchange.books["AZC/SATS"]) == 5
+    audit(sessions, exchange)
+
+
+def test_a_database_refusal_at_write_time_rolls_everything_back(sessions: Sessions) -> None:
+    """The writes of a transaction go out together at the end (one pipeline on PostgreSQL):
+    when the database refuses one of them — here a trade whose sequence number is already
+    stored, after the stored sequence was wound back — the whole order is rolled back, the
+    caller gets the error, and book and ledger are as before."""
+    alice = fund(sessions, "alice", SATS=1_000_000)
+    bob = fund(sessions, "bob", AZC=100_000_000)
+    exchange = Exchange(sessions, MARKETS)
+    exchange.place_order(bob, "AZC/SATS", SELL, 1_000, 5)
+    exchange.place_order(alice, "AZC/SATS", BUY, 1_000, 1)  # a trade at the current sequence
+    with sessions.begin() as s:
+        state = s.get(MarketState, "AZC/SATS")
+        assert state is not None
+        state.next_seq -= 3  # the trade's sequence number comes round again
+    with sessions.begin() as s:
+        before = dict(Ledger(s).balances(alice)), dict(Ledger(s).balances(bob))
+    with pytest.raises(IntegrityError):
+        exchange.place_order(alice, "AZC/SATS", BUY, 1_000, 1)
+    with sessions.begin() as s:
+        assert (dict(Ledger(s).balances(alice)), dict(Ledger(s).balances(bob))) == before
     audit(sessions, exchange)
