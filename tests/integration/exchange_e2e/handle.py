@@ -75,6 +75,11 @@ class Chain:
         assert self.api is not None
         return {"api_url": self.api.url, "api_key": self.api.tokens["exchange"]}
 
+    def wallet_balance(self) -> int:
+        """What the node wallet holds, confirmed or not, in base units."""
+        mine: dict[str, float] = self.node.rpc("getbalances", wallet="wallet")["mine"]
+        return round((mine["trusted"] + mine["untrusted_pending"]) * 100_000_000)
+
     def wallet_sends(self) -> list[dict[str, Any]]:
         """Every send the node wallet made (one entry per transaction)."""
         txs = self.node.rpc("listtransactions", "*", 1000, wallet="wallet")

@@ -24,7 +24,7 @@ import pytest
 from sqlalchemy import func, select
 
 from scnode_exchange.db import make_engine, make_sessionmaker
-from scnode_exchange.ledger import Account, verify
+from scnode_exchange.ledger import NODE_WALLET, Account, verify
 from tests.integration.exchange_e2e.handle import Chain, ExchangeProcess, remove
 
 LOT = 1_000_000  # azsat per lot (0.01 AZC); prices in sats per lot
@@ -293,6 +293,9 @@ def test_two_members_deposit_trade_withdraw_and_audit(
     actions = [r["action"] for r in audit["items"]]
     assert "approve_withdrawal" in actions and actions.count("create_member") == 2, actions
 
+    assert _ok(owner.get("/v1/owner/deposits/alerts"))["alerts"] == []
+    assert _ok(owner.get("/v1/owner/deposits/suspense"))["suspense"] == {"AZC": 0, "SATS": 0}
+
     engine = make_engine(f"sqlite:///{ex.db_path}")
     try:
         with make_sessionmaker(engine)() as session:
@@ -303,8 +306,24 @@ def test_two_members_deposit_trade_withdraw_and_audit(
                 select(func.min(Account.balance)).where(Account.member_id.is_not(None))
             )
             assert lowest is not None and lowest >= 0
+            node_wallet = dict(
+                session.execute(
+                    select(Account.asset, Account.balance).where(Account.system_name == NODE_WALLET)
+                ).all()
+            )
     finally:
         engine.dispose()
+    # the node_wallet accounts mirror the wallets: deposits in, withdrawals and the network
+    # fees the wallets really paid out (booked at confirmation)
+    for on, asset, wd, paid_in in (
+        (btc, "SATS", a_wd, B_DEPOSIT_SATS),
+        (azc, "AZC", b_wd, A_DEPOSIT_AZC),
+    ):
+        done = _ok(owner.get(f"/v1/owner/withdrawals/{wd['id']}"))
+        assert done["network_fee"] is not None and done["network_fee"] > 0, done
+        held = on.wallet_balance()
+        assert held == paid_in - wd["amount"] - done["network_fee"]
+        assert node_wallet[asset] == -held
 
     # every member's history holds only their own movements, and adds up to the balances
     own = {
