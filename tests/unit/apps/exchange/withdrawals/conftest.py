@@ -1,4 +1,4 @@
-"""The worker and API tests drive the same service transactions that ``test_service.py``
+"""The worker and API tests drive the same service transactions that ``test_withdrawal_service.py``
 runs on SQLite AND PostgreSQL; they test the send logic and the HTTP layer, so they run on
 SQLite only (``sqlite_only`` marker below) to keep the suite's wall time down."""
 

@@ -24,7 +24,7 @@ from tests.unit.apps.exchange.withdrawals.helpers import (
 
 @pytest.fixture
 def exchange_db_url(sqlite_db_url: str) -> str:
-    """SQLite only: see conftest.py (the service's transactions run on both in test_service)."""
+    """SQLite only (see conftest.py): the service runs on both in test_withdrawal_service.py."""
     return sqlite_db_url
 
 
