@@ -17,6 +17,8 @@ a paced ``--rate``** for ``--seconds`` (each order is due at ``t0 + i/rate``; la
 time minus due time, so a stall is charged to every order that waited behind it). Workload:
 50 funded members, buys and sells a few ticks around one price, 2/3 GTC, 1/3 IOC (about half
 the orders trade). Each run starts on a fresh database and ends with the ledger audit.
+``--sqlite-full`` adds SQLite rows with ``synchronous=FULL`` (every commit synced: nothing
+acknowledged is lost on power loss; see ``scnode_exchange.db``).
 
 HTTP (``--http``, the issue's definition of the durable path): the member API app
 (``python -m scnode_exchange``: uvicorn on loopback, its own group commit on
@@ -142,6 +144,10 @@ def _fills(results: list[PlaceResult]) -> float:
     return traded / max(1, len(results))
 
 
+def _label(kind: str, synchronous: str) -> str:
+    return f"sqlite/{synchronous.lower()}" if kind == "sqlite" else kind
+
+
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -171,10 +177,12 @@ async def _paced(
     return latencies, count / (loop.time() - t0)
 
 
-def run_single(url: str, kind: str, orders: int, rate: float, seconds: float) -> Figures:
+def run_single(
+    url: str, kind: str, orders: int, rate: float, seconds: float, synchronous: str = "NORMAL"
+) -> Figures:
     """``Exchange.place_order``, one transaction per order."""
-    figures = Figures(kind, "1 order/tx")
-    engine = make_engine(url)
+    figures = Figures(_label(kind, synchronous), "1 order/tx")
+    engine = make_engine(url, sqlite_synchronous=synchronous)
     sessions = make_sessionmaker(engine)
     workload = Workload(prepare(sessions), seed=11)
     exchange = Exchange(sessions, [SPEC])
@@ -202,11 +210,12 @@ def run_single(url: str, kind: str, orders: int, rate: float, seconds: float) ->
 
 
 def run_group(
-    url: str, kind: str, orders: int, rate: float, seconds: float, clients: int
-) -> Figures:
+    url: str, kind: str, orders: int, rate: float, seconds: float, clients: int,
+    synchronous: str = "NORMAL",
+) -> Figures:  # fmt: skip
     """``OrderQueue``: concurrent callers, one transaction per batch."""
-    figures = Figures(kind, "group commit")
-    engine = make_engine(url)
+    figures = Figures(_label(kind, synchronous), "group commit")
+    engine = make_engine(url, sqlite_synchronous=synchronous)
     sessions = make_sessionmaker(engine)
     workload = Workload(prepare(sessions), seed=11)
     exchange = Exchange(sessions, [SPEC])
@@ -405,6 +414,9 @@ def main() -> None:
     parser.add_argument("--postgres", default=os.environ.get("SCNODE_TEST_POSTGRES_URL"))
     parser.add_argument("--only", choices=["sqlite", "postgresql"])
     parser.add_argument("--http", action="store_true", help="also the member API over HTTP")
+    parser.add_argument(
+        "--sqlite-full", action="store_true", help="also SQLite with synchronous=FULL"
+    )
     parser.add_argument("--no-service", action="store_true", help="only the HTTP path")
     args = parser.parse_args()
     kinds = ["sqlite", "postgresql"] if args.postgres else ["sqlite"]
@@ -413,12 +425,13 @@ def main() -> None:
     load = os.getloadavg()
     rows = []
     for kind in kinds:
-        if not args.no_service:
+        levels = ["NORMAL", "FULL"] if kind == "sqlite" and args.sqlite_full else ["NORMAL"]
+        for level in [] if args.no_service else levels:
             with database(kind, args.postgres) as url:
-                rows.append(run_single(url, kind, args.orders, args.rate, args.seconds))
+                rows.append(run_single(url, kind, args.orders, args.rate, args.seconds, level))
             with database(kind, args.postgres) as url:
                 rows.append(
-                    run_group(url, kind, args.orders, args.rate, args.seconds, args.clients)
+                    run_group(url, kind, args.orders, args.rate, args.seconds, args.clients, level)
                 )
         if args.http:
             with database(kind, args.postgres) as url:
@@ -426,11 +439,11 @@ def main() -> None:
     after = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
           f"after: {after}; {os.cpu_count()} CPUs")  # fmt: skip
-    print(f"{'database':<11}{'way':<14}{'max orders/s':>13}{'CPU ms/order':>13}"
+    print(f"{'database':<14}{'way':<14}{'max orders/s':>13}{'CPU ms/order':>13}"
           f"{'mean batch':>11}{'traded':>8}  {'p50 ms':>7}{'p99 ms':>8} @{args.rate:,.0f}/s"
           f"{'(got)':>8}  audit")  # fmt: skip
     for r in rows:
-        print(f"{r.database:<11}{r.way:<14}{r.max_rate:>13,.0f}{r.cpu_ms:>13.2f}{r.batch:>11.1f}"
+        print(f"{r.database:<14}{r.way:<14}{r.max_rate:>13,.0f}{r.cpu_ms:>13.2f}{r.batch:>11.1f}"
               f"{r.fill_share:>8.0%}  {r.p50:>7.2f}{r.p99:>8.2f}        {r.achieved:>8,.0f}  "
               f"{r.audit}")  # fmt: skip
 
