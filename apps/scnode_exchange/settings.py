@@ -90,6 +90,10 @@ class ExchangeSettings(BaseSettings):
     owner_api_keys_file: Path
     # member limits enforced by the API
     max_open_orders_per_member: int = Field(default=200, ge=1)
+    # per member: order placements/cancels per second and burst; lab logins per client
+    orders_per_second: float = Field(default=50.0, gt=0)
+    orders_burst: int = Field(default=200, ge=1)
+    logins_per_minute: int = Field(default=10, ge=1)
     page_size_max: int = Field(default=500, ge=10, le=10_000)
     # owner approval needed for withdrawals above this many base units (withdrawals package)
     withdrawal_approval_threshold: int = Field(default=1_000_000, ge=0)

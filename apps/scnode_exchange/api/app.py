@@ -36,6 +36,7 @@ from scnode_exchange.api.auth import (
     current_owner,
 )
 from scnode_exchange.api.integrations import optional_module, start_deposits, start_withdrawals
+from scnode_exchange.api.ratelimit import RateLimiter
 from scnode_exchange.api.runtime import (
     ExchangeMetrics,
     Runtime,
@@ -235,10 +236,13 @@ def _auth_router(settings: ExchangeSettings, tokens: SessionTokens) -> APIRouter
 
     if not settings.lab_mode:
         return router
+    logins = RateLimiter(settings.logins_per_minute / 60, settings.logins_per_minute)
 
     @router.post("/login")
     def lab_login(body: LabLogin, request: Request) -> JSONResponse:
         """Lab only: log in as an existing member by handle, no password."""
+        client = request.client.host if request.client else "unknown"
+        logins.check(f"login:{client}")
         rt: Runtime = request.app.state.runtime
         with rt.readers() as session:
             member_id = session.scalar(select(Member.id).where(Member.handle == body.username))

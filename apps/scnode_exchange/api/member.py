@@ -341,6 +341,7 @@ def build_router() -> APIRouter:
 
     @router.post("/orders", status_code=status.HTTP_201_CREATED)
     async def place(body: OrderIn, member: MemberDep, rt: RuntimeDep) -> dict[str, Any]:
+        rt.order_limiter.check(f"member:{member.member_id}")
         market = body.market or rt.settings.markets[0].symbol
         if market not in rt.exchange.markets:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no market {market}")
@@ -381,6 +382,7 @@ def build_router() -> APIRouter:
 
     @router.delete("/orders/{order_id:int}")
     async def cancel(order_id: int, member: MemberDep, rt: RuntimeDep) -> dict[str, Any]:
+        rt.order_limiter.check(f"member:{member.member_id}")
         await rt.cancel(member.member_id, order_id)
         return await rt.run(_order_view, rt, order_id)
 

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 
+from scnode_exchange.api.ratelimit import RateLimiter
 from scnode_exchange.marketdata import (
     INTERVALS,
     MarketFeed,
@@ -86,12 +87,16 @@ class Runtime:
     metrics: ExchangeMetrics
     read_engine: Engine | None = None
     readers: sessionmaker[Session] = field(init=False)  # read-only queries
+    order_limiter: RateLimiter = field(init=False)
     feed: MarketFeed = field(default_factory=MarketFeed)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _pending: list[tuple[OrderCommand, asyncio.Future[PlaceResult]]] = field(default_factory=list)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
+        self.order_limiter = RateLimiter(
+            self.settings.orders_per_second, self.settings.orders_burst
+        )
         if self.read_engine is None or self.read_engine is self.engine:
             self.read_engine = self.engine
             self.readers = self.sessions
