@@ -71,8 +71,7 @@ def test_killed_at_a_step_then_restarted_pays_exactly_once(
         assert len(refs) == 1
 
 
-def test_killed_at_random_moments_under_load(any_exchange: Exchange) -> None:
-    exchange = any_exchange
+def test_killed_at_random_moments_under_load(exchange: Exchange) -> None:
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)
     print(f"seed {seed}")  # reproduce a failure with this seed
@@ -98,8 +97,7 @@ def test_killed_at_random_moments_under_load(any_exchange: Exchange) -> None:
         return lambda: done() >= target
 
     total = len(ids) + 1
-    rounds = 2 if exchange.url.startswith("sqlite") else 1  # PostgreSQL: one kill, for time
-    for _round in range(rounds):
+    for _round in range(2):
         exchange.start_worker()
         target = min(done() + rng.randrange(1, 8), total - 1)
         exchange.wait_for(f"{target} sent", reached(target))
