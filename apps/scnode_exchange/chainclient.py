@@ -72,7 +72,8 @@ class SendResult:
 @dataclass(frozen=True)
 class ChainEvent:
     """One event of the chain API's journal. ``kind == "resync"`` (id = the cursor it was
-    asked from) means the journal no longer reaches back that far: catch up from the wallet."""
+    asked from) means the journal no longer reaches back that far, or restarted below the
+    cursor (then the stream goes on from its new tip): catch up from the wallet."""
 
     id: int
     kind: str
@@ -254,9 +255,19 @@ class ChainApiClient:
                 log.warning("chain API %s: %s; retrying", self.base_url, exc)
                 if await _sleep_or_stop(self._backoff.delay(), stop):
                     return
+        reconnect = False
         while stop is None or not stop.is_set():
             url = f"{self.base_url}/v1/events/ws"
             try:
+                if reconnect:
+                    tip = await self.tip_cursor()
+                    if tip < cursor:
+                        # the API's journal restarted below our cursor (its state was lost):
+                        # what happened before is only in the wallet now; its new journal is
+                        # all news, so it is read from its start
+                        yield ChainEvent(cursor, "resync", {"journal_tip": tip})
+                        cursor = 0
+                reconnect = True
                 async with self._client().ws_connect(
                     url, params={"cursor": str(cursor)}, heartbeat=20.0
                 ) as ws:
@@ -280,7 +291,7 @@ class ChainApiClient:
                     reason = f"events WebSocket: HTTP {exc.status}"
                     raise _error_for(exc.status, reason, "") from exc
                 log.warning("events WebSocket handshake failed: HTTP %s", exc.status)
-            except (TimeoutError, aiohttp.ClientError) as exc:
+            except (TimeoutError, aiohttp.ClientError, ChainApiRetryableError) as exc:
                 log.warning("events WebSocket of %s lost: %s", self.base_url, exc)
             if stop is not None and stop.is_set():
                 return

@@ -217,3 +217,20 @@ def test_events_from_now_start_at_the_journal_tip() -> None:
         assert got == [8]
 
     _run(scenario)
+
+
+def test_a_journal_that_restarted_below_the_cursor_is_a_resync() -> None:
+    async def scenario(fake: FakeChainApi, client: ChainApiClient) -> None:
+        stop = asyncio.Event()
+        seen: list[tuple[int, str]] = []
+        async for event in client.events(2, stop=stop):
+            seen.append((event.id, event.kind))
+            if event.id == 5:  # the first socket drops here; the API "loses" its journal
+                fake.events = [{"id": 1, "time": 0.0, "kind": "block", "data": {}}]
+            if event.kind == "block":
+                stop.set()
+        assert seen == [(3, "wallet_tx"), (4, "wallet_tx"), (5, "wallet_tx"), (5, "resync"),
+                        (1, "block")]  # fmt: skip
+        assert fake.ws_cursors[:2] == [2, 0]
+
+    _run(scenario)
