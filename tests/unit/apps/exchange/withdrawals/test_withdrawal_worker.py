@@ -174,3 +174,28 @@ def test_confirmations_are_looked_up_at_most_every_follow_seconds(
     worker._next_follow = 0.0
     asyncio.run(worker.run_once())
     assert (chain.lookups, service.get(wid).state) == (2, CONFIRMED)
+
+
+def test_two_workers_at_once_still_pay_each_withdrawal_once(
+    sessions: sessionmaker[Session],
+) -> None:
+    member = funded_member(sessions, "hugo", 1_000_000)
+    service = make_service(sessions)
+    chain = FakeChain()
+    ids = [
+        service.request_withdrawal(member, "bitcoin", address(i), 5_000 + i, f"k{i}").id
+        for i in range(10)
+    ]
+    first = WithdrawalWorker(service, {"bitcoin": chain}, follow_seconds=0)
+    second = WithdrawalWorker(service, {"bitcoin": chain}, follow_seconds=0)
+
+    async def both() -> None:
+        await asyncio.gather(first.run_once(), second.run_once())
+        await asyncio.gather(first.run_once(), second.run_once())
+
+    asyncio.run(both())
+    assert sorted(chain.payments) == [f"wd-{i:06d}" for i in ids]
+    assert {service.get(i).state for i in ids} == {BROADCAST}
+    spent = sum(5_000 + i for i in range(10)) + 10 * FEE
+    assert balance(sessions, member) == (1_000_000 - spent, 0)
+    assert_audit_clean(sessions)
