@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from pathlib import Path
 
 import pytest
@@ -10,9 +12,14 @@ from alembic.migration import MigrationContext
 from sqlalchemy import event, inspect
 from sqlalchemy.exc import OperationalError
 
-import scnode_exchange.ledger.models
-import scnode_exchange.trading.models  # noqa: F401  (the models the schema must match)
+import scnode_exchange
 from scnode_exchange.db import Base, make_engine, upgrade
+
+# Every package's models, whichever tests ran before in this process: the schema must match
+# all of them, not only those some earlier import happened to register.
+for _module in pkgutil.walk_packages(scnode_exchange.__path__, "scnode_exchange."):
+    if _module.name.endswith(".models"):
+        importlib.import_module(_module.name)
 
 
 def test_upgrade_head_on_empty_database_matches_the_models(exchange_db_url: str) -> None:
