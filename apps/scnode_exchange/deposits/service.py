@@ -424,9 +424,11 @@ class DepositService:
                 if o.chain in self.chains and (o.chain, o.address) in owners
             ]
             batch = _Batch(self._load(session, [o for _, o in relevant]))
-            for member_id, obs in relevant:
-                self._apply_one(session, batch, member_id, obs, tip_height, result)
-            self._book(session, batch)
+            # rows are written once, at commit (reversals flush first: they need the ids)
+            with session.no_autoflush:
+                for member_id, obs in relevant:
+                    self._apply_one(session, batch, member_id, obs, tip_height, result)
+                self._book(session, batch)
             if chain is not None and (cursor is not None or tip_height is not None):
                 row = session.get(DepositCursor, chain)
                 if row is None:
