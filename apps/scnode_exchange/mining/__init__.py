@@ -1,0 +1,34 @@
+"""Mining in the exchange: the worker registry (which member a worker's shares belong to), the
+payout split (one balanced journal entry per mature pool payout) and the member/owner routes
+(``api.build_router``). See README.md in this package for the scheme."""
+
+from __future__ import annotations
+
+from scnode_exchange.mining.service import (
+    COINBASE_MATURITY,
+    ImmaturePayoutError,
+    MiningConfig,
+    MiningError,
+    MiningService,
+    PayoutConflictError,
+    PayoutView,
+    PoolPayout,
+    UnknownWorkerError,
+    WorkerTakenError,
+)
+from scnode_exchange.mining.split import Split, split_payout
+
+__all__ = [
+    "COINBASE_MATURITY",
+    "ImmaturePayoutError",
+    "MiningConfig",
+    "MiningError",
+    "MiningService",
+    "PayoutConflictError",
+    "PayoutView",
+    "PoolPayout",
+    "Split",
+    "UnknownWorkerError",
+    "WorkerTakenError",
+    "split_payout",
+]
