@@ -4,6 +4,7 @@ issue it) and the exchange app process (``python -m scnode_exchange --env-file``
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -12,14 +13,17 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from scnode_core.apikeys import ApiKeyStore, generate
+from scnode_exchange.db import make_engine
 from simnet.pytest_chain import ChainNode, free_port
 from tests.integration.chain_api.handle import ChainApi
 
@@ -67,8 +71,10 @@ class Chain:
         if self.api is not None and self.api.proc is not None and self.api.proc.poll() is None:
             # the exchange's event WebSocket may still be open; nothing of the API is checked
             self.api.kill9()
-        self.node.stop()
-        self.node.kill()
+        node: ChainNode | None = getattr(self, "node", None)  # None if start failed early
+        if node is not None:
+            node.stop()
+            node.kill()
 
     @property
     def settings(self) -> dict[str, str]:
@@ -91,20 +97,21 @@ class Chain:
 
 
 class ExchangeProcess:
-    """The exchange app as the operator starts it, on an SQLite database in ``workdir``."""
+    """The exchange app as the operator starts it (env file, owner key file, session secret
+    in ``workdir``)."""
 
-    def __init__(self, workdir: Path, settings: dict[str, Any]) -> None:
+    def __init__(self, workdir: Path, database_url: str, settings: dict[str, Any]) -> None:
         self.workdir = workdir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.db_path = workdir / "exchange.sqlite3"
+        self.database_url = database_url
         self.log = workdir / "exchange.log"
         owner = generate({"owner"}, "operator")
         ApiKeyStore([owner.record]).save(workdir / "owner-keys.json")
         self.owner_key = owner.token
         (workdir / "session.secret").write_text(secrets.token_urlsafe(48))
         env = {
-            "DATABASE_URL": f"sqlite:///{self.db_path}",
+            "DATABASE_URL": database_url,
             "SESSION_SECRET_FILE": str(workdir / "session.secret"),
             "OWNER_API_KEYS_FILE": str(workdir / "owner-keys.json"),
             "LAB_MODE": "true",
@@ -116,6 +123,7 @@ class ExchangeProcess:
         self.env_file.write_text("".join(f"SCNODE_EXCHANGE_{k}='{v}'\n" for k, v in env.items()))
         self.env_file.chmod(0o600)
         self.proc: subprocess.Popen[bytes] | None = None
+        self.other_logs: list[Path] = []  # shown too when a wait fails (chain API logs)
 
     def start(self) -> ExchangeProcess:
         with open(self.log, "ab") as log:
@@ -135,9 +143,14 @@ class ExchangeProcess:
             return False
 
     def log_tail(self) -> str:
-        return self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""
+        """The end of the exchange's log without uvicorn's access lines."""
+        if not self.log.exists():
+            return ""
+        lines = self.log.read_text(errors="replace").splitlines()
+        kept = [line for line in lines if not ('- "' in line and " HTTP/1.1" in line)]
+        return "\n".join(kept)[-6000:]
 
-    def wait_for(self, what: str, check: Callable[[], bool], timeout: float = 20.0) -> None:
+    def wait_for(self, what: str, check: Callable[[], bool], timeout: float = 30.0) -> None:
         """Poll ``check`` until true; fail with the exchange's log if it does not come, or
         at once if the process died."""
         deadline = time.monotonic() + timeout
@@ -151,7 +164,15 @@ class ExchangeProcess:
             if check():
                 return
             if time.monotonic() > deadline:
-                raise AssertionError(f"{what}: not reached in {timeout}s\n{self.log_tail()}")
+                others = "".join(
+                    f"\n--- {p}:\n{p.read_text(errors='replace')[-2000:]}"
+                    for p in self.other_logs
+                    if p.exists()
+                )
+                raise AssertionError(
+                    f"{what}: not reached in {timeout}s\n--- exchange log:\n{self.log_tail()}"
+                    + others
+                )
             time.sleep(0.1)
 
     def stop(self) -> int | None:
@@ -169,3 +190,20 @@ class ExchangeProcess:
 
 def remove(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def postgres_database(server_url: str) -> Iterator[str]:
+    """A throwaway database on the test PostgreSQL server (dropped afterwards)."""
+    admin = make_engine(server_url, isolation_level="AUTOCOMMIT")
+    name = "scnode_e2e_" + secrets.token_hex(6)
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        try:
+            yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+        finally:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()

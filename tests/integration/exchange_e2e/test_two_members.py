@@ -12,10 +12,13 @@ transaction and confirmed after a block; the ledger audit is clean and every mem
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
+import os
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +28,12 @@ from sqlalchemy import func, select
 
 from scnode_exchange.db import make_engine, make_sessionmaker
 from scnode_exchange.ledger import NODE_WALLET, Account, verify
-from tests.integration.exchange_e2e.handle import Chain, ExchangeProcess, remove
+from tests.integration.exchange_e2e.handle import (
+    Chain,
+    ExchangeProcess,
+    postgres_database,
+    remove,
+)
 
 LOT = 1_000_000  # azsat per lot (0.01 AZC); prices in sats per lot
 TICK = 10
@@ -43,20 +51,31 @@ def ceil_fee(amount: int, bps: int) -> int:
     return -(-amount * bps // 10_000)
 
 
-@pytest.fixture
-def world() -> Iterator[tuple[Chain, Chain, ExchangeProcess]]:
+POSTGRES_URL = os.environ.get("SCNODE_TEST_POSTGRES_URL", "")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"] if POSTGRES_URL else ["sqlite"])
+def world(request: pytest.FixtureRequest) -> Iterator[tuple[Chain, Chain, ExchangeProcess]]:
+    """Both chains with their chain APIs and the exchange process on SQLite, and on
+    PostgreSQL too when SCNODE_TEST_POSTGRES_URL is set."""
     root = Path(tempfile.mkdtemp(prefix="scnode-e2e-"))
     chains: list[Chain] = []
     exchange: ExchangeProcess | None = None
+    stack = contextlib.ExitStack()
     try:
-        for coin in ("bitcoin", "azcoin"):
-            chain = Chain(coin, root / coin)
-            chains.append(chain)
-            chain.start()
+        if request.param == "sqlite":
+            database_url = f"sqlite:///{root / 'exchange.sqlite3'}"
+        else:
+            database_url = stack.enter_context(postgres_database(POSTGRES_URL))
+        chains = [Chain(coin, root / coin) for coin in ("bitcoin", "azcoin")]
+        with ThreadPoolExecutor(2) as pool:  # both chains (and their APIs) start at once
+            for started in [pool.submit(chain.start) for chain in chains]:
+                started.result()
         btc, azc = chains
         (root / "exchange").mkdir()
         exchange = ExchangeProcess(
             root / "exchange",
+            database_url,
             {
                 "MARKETS": [
                     {"symbol": "AZC/SATS", "base": "AZC", "quote": "SATS", "lot_size": LOT,
@@ -77,6 +96,7 @@ def world() -> Iterator[tuple[Chain, Chain, ExchangeProcess]]:
                 "WITHDRAWAL_POLL_SECONDS": "0.2",
             },
         )  # fmt: skip
+        exchange.other_logs = [c.root / "api" / "api.log" for c in chains]
         exchange.start()
         yield btc, azc, exchange
         assert exchange.stop() in (0, -15), exchange.log_tail()
@@ -86,6 +106,7 @@ def world() -> Iterator[tuple[Chain, Chain, ExchangeProcess]]:
             exchange.stop()
         for chain in chains:
             chain.stop()
+        stack.close()
         remove(root)
 
 
@@ -275,7 +296,7 @@ def test_two_members_deposit_trade_withdraw_and_audit(
             wd_state(a, a_wd["id"])["state"] == "confirmed"
             and wd_state(b, b_wd["id"])["state"] == "confirmed"
         ),
-        timeout=30,
+        timeout=40,
     )
     assert [s["txid"] for s in btc.wallet_sends()] == [a_txid_out]
     assert [s["txid"] for s in azc.wallet_sends()] == [b_txid_out]
@@ -296,7 +317,7 @@ def test_two_members_deposit_trade_withdraw_and_audit(
     assert _ok(owner.get("/v1/owner/deposits/alerts"))["alerts"] == []
     assert _ok(owner.get("/v1/owner/deposits/suspense"))["suspense"] == {"AZC": 0, "SATS": 0}
 
-    engine = make_engine(f"sqlite:///{ex.db_path}")
+    engine = make_engine(ex.database_url)
     try:
         with make_sessionmaker(engine)() as session:
             report = verify(session)
