@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import bitcoin.segwit_addr
 import httpx
 import pytest
 from sqlalchemy import func, select
@@ -240,6 +241,15 @@ def test_two_members_deposit_trade_withdraw_and_audit(
     a_out = btc.node.rpc("getnewaddress", wallet="outside")
     b_out = azc.node.rpc("getnewaddress", wallet="outside")
     a_amount, b_amount = 15_000, 10_000_000
+    # a mainnet address (same witness program, HRP "bc") is refused before anything is held
+    mainnet = bitcoin.segwit_addr.encode("bc", *bitcoin.segwit_addr.decode("bcrt", a_out))
+    refused = a.post(
+        "/v1/withdrawals",
+        json={"chain": "bitcoin", "address": mainnet, "amount": a_amount,
+              "idempotency_key": "alice-0"},
+    )  # fmt: skip
+    assert refused.status_code == 422, refused.text
+    assert _balances(a)["SATS"] == (a_sats, 0)
     a_wd = _ok(
         a.post(
             "/v1/withdrawals",
@@ -269,6 +279,9 @@ def test_two_members_deposit_trade_withdraw_and_audit(
 
     ex.wait_for("A's withdrawal broadcast", lambda: wd_state(a, a_wd["id"])["txid"] is not None)
     assert wd_state(b, b_wd["id"])["state"] == "awaiting_approval"
+    b_waiting = [p for p in _ok(b.get("/api/history"))["pending"] if p["kind"] == "withdrawal"]
+    assert [(p["id"], p["state"]) for p in b_waiting] == [(b_wd["id"], "awaiting_approval")]
+    assert _balances(b)["AZC"] == (b_azc, b_amount + AZC_FEE)  # held while it waits
     waiting = _ok(owner.get("/v1/owner/withdrawals", params={"state": "awaiting_approval"}))
     assert [w["id"] for w in waiting["withdrawals"]] == [b_wd["id"]]
     _ok(owner.post(f"/v1/owner/withdrawals/{b_wd['id']}/approve"))
