@@ -22,7 +22,7 @@ ADDRESS = "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4"  # BIP-173 test vector
 
 
 @pytest.fixture
-def wnode(exchange_db_url: str, tmp_path: Path) -> Iterator[Node]:
+def wnode(sqlite_url: str, tmp_path: Path) -> Iterator[Node]:
     # a chain API nobody listens on: requests wait for approval, sends never leave
     chains = {
         "bitcoin": {
@@ -32,7 +32,7 @@ def wnode(exchange_db_url: str, tmp_path: Path) -> Iterator[Node]:
         }
     }
     settings, key = make_settings(
-        tmp_path, exchange_db_url, chains=chains, withdrawal_approval_threshold=10_000
+        tmp_path, sqlite_url, chains=chains, withdrawal_approval_threshold=10_000
     )
     with TestClient(create_app(settings)) as client:
         yield Node(client, key, settings)

@@ -15,14 +15,14 @@ from scnode_exchange.trading.service import verify_orders
 from tests.unit.apps.exchange.api.node import LOT, MARKET, Node, make_settings
 
 
-def test_health_registration_and_lab_login(node: Node) -> None:
-    client = node.client
+def test_health_registration_and_lab_login(lite_node: Node) -> None:
+    client = lite_node.client
     assert client.get("/healthz").json()["status"] == "ok"
     assert client.get("/api/health").status_code == 200
     assert client.post("/api/auth/register", json={"username": "x"}).status_code == 403
     assert client.get("/api/auth/me").status_code == 401
     assert client.get("/api/wallet", headers={"Authorization": "Bearer forged"}).status_code == 401
-    member_id, _ = node.member("alice")
+    member_id, _ = lite_node.member("alice")
     assert client.post("/api/auth/login", json={"username": "nobody"}).status_code == 401
     login = client.post("/api/auth/login", json={"username": "alice"})
     assert login.status_code == 200 and login.json()["member_id"] == member_id
@@ -32,20 +32,20 @@ def test_health_registration_and_lab_login(node: Node) -> None:
     assert client.post("/api/orders", json=order).status_code == 403
     # /metrics needs a key, never a member session
     assert client.get("/metrics").status_code == 401
-    assert "scnode_exchange_request_seconds" in client.get("/metrics", headers=node.owner).text
+    assert "scnode_exchange_request_seconds" in client.get("/metrics", headers=lite_node.owner).text
 
 
-def test_owner_routes_refuse_members(node: Node) -> None:
-    member_id, alice = node.member("alice")
+def test_owner_routes_refuse_members(lite_node: Node) -> None:
+    member_id, alice = lite_node.member("alice")
     for method, path in [
         ("get", "/api/owner/members"),
         ("get", "/api/owner/audit"),
         ("post", f"/api/owner/members/{member_id}/freeze"),
         ("post", f"/api/owner/members/{member_id}/adjustments"),
     ]:
-        reply = node.client.request(method, path, headers=alice, json={"reason": "mine!"})
+        reply = lite_node.client.request(method, path, headers=alice, json={"reason": "mine!"})
         assert reply.status_code == 403, (path, reply.text)
-        assert node.client.request(method, path, json={}).status_code == 401
+        assert lite_node.client.request(method, path, json={}).status_code == 401
 
 
 def test_orders_match_through_the_api_and_balances_move(node: Node) -> None:
@@ -206,31 +206,31 @@ def test_two_members_cannot_reach_each_other(node: Node) -> None:
     assert client.get("/api/history.csv").status_code == 401
 
 
-def test_history_pages_and_csv_amounts(node: Node) -> None:
-    _, alice = node.member("alice")
-    member_id = node.client.get("/api/auth/me", headers=alice).json()["member_id"]
+def test_history_pages_and_csv_amounts(lite_node: Node) -> None:
+    _, alice = lite_node.member("alice")
+    member_id = lite_node.client.get("/api/auth/me", headers=alice).json()["member_id"]
     for amount in range(1, 8):
-        node.adjust(member_id, "AZC", amount * 100_000_000 + 5)
-    node.adjust(member_id, "AZC", -5)
+        lite_node.adjust(member_id, "AZC", amount * 100_000_000 + 5)
+    lite_node.adjust(member_id, "AZC", -5)
     seen: list[int] = []
     before = None
     while True:
         url = "/api/history?limit=3" + (f"&before_id={before}" if before else "")
-        page = node.client.get(url, headers=alice).json()
+        page = lite_node.client.get(url, headers=alice).json()
         seen += [h["id"] for h in page["items"]]
         before = page["next_before_id"]
         if before is None:
             break
     assert len(seen) == 8 and seen == sorted(seen, reverse=True)
     rows = list(
-        csv.DictReader(io.StringIO(node.client.get("/api/history.csv", headers=alice).text))
+        csv.DictReader(io.StringIO(lite_node.client.get("/api/history.csv", headers=alice).text))
     )
     assert [r["amount_decimal"] for r in rows][:2] == ["1.00000005", "2.00000005"]
     assert rows[-1]["amount"] == "-5" and rows[-1]["amount_decimal"] == "-0.00000005"
 
 
-def test_open_order_limit(exchange_db_url: str, tmp_path: Path) -> None:
-    settings, key = make_settings(tmp_path, exchange_db_url, max_open_orders_per_member=2)
+def test_open_order_limit(sqlite_url: str, tmp_path: Path) -> None:
+    settings, key = make_settings(tmp_path, sqlite_url, max_open_orders_per_member=2)
     with TestClient(create_app(settings)) as client:
         node = Node(client, key, settings)
         _, alice = node.member("alice", sats=100_000)

@@ -105,26 +105,29 @@ def test_adjust_freeze_unfreeze_and_audit(node: Node) -> None:
         session.delete(row)
 
 
-def test_owner_member_list_and_duplicate_handle(node: Node) -> None:
-    member_id, _ = node.member("alice", sats=10)
-    reply = node.client.post(
-        "/api/owner/members", headers=node.owner, json={"handle": "alice", "reason": "again"}
+def test_owner_member_list_and_duplicate_handle(lite_node: Node) -> None:
+    member_id, _ = lite_node.member("alice", sats=10)
+    reply = lite_node.client.post(
+        "/api/owner/members", headers=lite_node.owner, json={"handle": "alice", "reason": "again"}
     )
     assert reply.status_code == 409
-    listed = node.client.get("/api/owner/members", headers=node.owner).json()
+    listed = lite_node.client.get("/api/owner/members", headers=lite_node.owner).json()
     assert [m["handle"] for m in listed] == ["alice"]
-    detail = node.client.get(f"/api/owner/members/{member_id}", headers=node.owner).json()
+    detail = lite_node.client.get(f"/api/owner/members/{member_id}", headers=lite_node.owner).json()
     assert {b["asset"]: b["balance"] for b in detail["balances"]}["SATS"] == 10
-    assert node.client.get("/api/owner/members/999999", headers=node.owner).status_code == 404
+    assert (
+        lite_node.client.get("/api/owner/members/999999", headers=lite_node.owner).status_code
+        == 404
+    )
 
 
-def test_owner_keys_rotate_without_restart(node: Node) -> None:
-    keys_file = node.settings.owner_api_keys_file
+def test_owner_keys_rotate_without_restart(lite_node: Node) -> None:
+    keys_file = lite_node.settings.owner_api_keys_file
     new = generate({"owner"}, "rotated")
     ApiKeyStore([new.record]).save(keys_file)
     os.utime(keys_file, (1, 1))  # a different mtime even within the clock's resolution
-    assert node.client.get("/api/owner/members", headers={"X-API-Key": new.token}).is_success
-    assert node.client.get("/api/owner/members", headers=node.owner).status_code == 401
+    assert lite_node.client.get("/api/owner/members", headers={"X-API-Key": new.token}).is_success
+    assert lite_node.client.get("/api/owner/members", headers=lite_node.owner).status_code == 401
     keys_file.write_text("{not json")  # a broken file keeps the keys that worked
     os.utime(keys_file, (2, 2))
-    assert node.client.get("/api/owner/members", headers={"X-API-Key": new.token}).is_success
+    assert lite_node.client.get("/api/owner/members", headers={"X-API-Key": new.token}).is_success

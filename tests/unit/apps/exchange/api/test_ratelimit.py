@@ -28,9 +28,9 @@ def test_token_bucket_refills_at_its_rate() -> None:
         limiter.check("a")
 
 
-def test_order_and_login_routes_are_limited(exchange_db_url: str, tmp_path: Path) -> None:
+def test_order_and_login_routes_are_limited(sqlite_url: str, tmp_path: Path) -> None:
     settings, key = make_settings(
-        tmp_path, exchange_db_url, orders_per_second=0.01, orders_burst=3, logins_per_minute=2
+        tmp_path, sqlite_url, orders_per_second=0.01, orders_burst=3, logins_per_minute=2
     )
     with TestClient(create_app(settings)) as client:
         node = Node(client, key, settings)
