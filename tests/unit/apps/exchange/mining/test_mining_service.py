@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -287,4 +289,24 @@ def test_any_split_balances_and_never_credits_unknown_work(
     if not any(work.get(n, 0.0) > 0 for n in owners):
         assert sum(gained.values()) == 0  # only unknown work: no member gets anything
     with sessions() as session:
+        assert verify(session).ok
+
+
+def test_concurrent_splits_of_one_payout_credit_once(
+    mining: MiningService, members: Members, sessions: sessionmaker[Session]
+) -> None:
+    alice, _, _ = members
+    mining.register(alice, "btc", "rig")
+    barrier = threading.Barrier(6)
+
+    def split_once() -> bool:
+        barrier.wait()
+        return mining.split(payout("race", 10_000), {"rig": 1.0})[1]
+
+    with ThreadPoolExecutor(6) as pool:
+        created = list(pool.map(lambda _: split_once(), range(6)))
+    assert created.count(True) == 1
+    assert balance(sessions, SATS, member=alice) == 9_900
+    with sessions() as session:
+        assert session.scalar(select(func.count(JournalEntry.id))) == 1
         assert verify(session).ok
