@@ -208,7 +208,7 @@ class FakeChainApi:
         )
 
 
-async def wait_for(predicate: Any, within: float = 5.0) -> None:
+async def wait_for(predicate: Any, within: float = 15.0) -> None:
     """Poll ``predicate()`` (sync) until true."""
     deadline = time.monotonic() + within
     while not await asyncio.to_thread(predicate):

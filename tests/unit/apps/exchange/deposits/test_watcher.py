@@ -29,11 +29,11 @@ class Running:
         self.task = asyncio.create_task(watcher.run(self.stop))
 
     async def following(self) -> None:
-        await asyncio.wait_for(self.watcher.progress["bitcoin"].following.wait(), 5)
+        await asyncio.wait_for(self.watcher.progress["bitcoin"].following.wait(), 15)
 
     async def halt(self) -> None:
         self.stop.set()
-        await asyncio.wait_for(self.task, 5)
+        await asyncio.wait_for(self.task, 15)
 
 
 def _run(sessions: sessionmaker[Session], deposits: DepositService, scenario: Scenario) -> None:
@@ -43,7 +43,7 @@ def _run(sessions: sessionmaker[Session], deposits: DepositService, scenario: Sc
         clients: list[ChainApiClient] = []
 
         def start() -> Running:
-            client = ChainApiClient(url, KEY, timeout=5, backoff=Backoff(0.01, 0.05))
+            client = ChainApiClient(url, KEY, timeout=10, backoff=Backoff(0.01, 0.05))
             clients.append(client)
             service = DepositService(sessions, deposits.chains)  # a fresh process each time
             return Running(DepositWatcher(service, {"bitcoin": client}, refresh_below=10))
@@ -91,6 +91,7 @@ def test_events_credit_at_n_once_even_when_duplicated(
         await wait_for(lambda: _balance(sessions, alice) == 40_000)
         fake.mine(3)
         await wait_for(lambda: deposits.history(alice)[0].confirmations == 6)
+        await wait_for(lambda: deposits.cursor("bitcoin")[0] == fake.journal[-1]["id"])
         await running.halt()
         assert (_balance(sessions, alice), _balance(sessions, bob)) == (40_000, 9_000)
         assert running.watcher.metrics.credited.labels("bitcoin")._value.get() == 2
