@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -30,6 +30,7 @@ from scnode_exchange.ledger import (
     NODE_WALLET,
     SATS,
     SUSPENSE,
+    Account,
     Ledger,
     Member,
 )
@@ -357,22 +358,32 @@ class MiningService:
         )
         session.add(row)
         session.flush()
-        session.add_all(
-            MiningPayoutWork(
-                payout_id=row.id, worker=name, member_id=registry.get(name), work=float(w)
+        if work:
+            session.execute(
+                insert(MiningPayoutWork),
+                [
+                    {
+                        "payout_id": row.id,
+                        "worker": name,
+                        "member_id": registry.get(name),
+                        "work": float(w),
+                    }
+                    for name, w in sorted(work.items())
+                ],
             )
-            for name, w in sorted(work.items())
-        )
-        session.add_all(
-            MiningPayoutPart(
-                payout_id=row.id,
-                member_id=member,
-                work=float(member_work[member]),
-                amount=amount,
+        if parts.members:
+            session.execute(
+                insert(MiningPayoutPart),
+                [
+                    {
+                        "payout_id": row.id,
+                        "member_id": member,
+                        "work": float(member_work[member]),
+                        "amount": amount,
+                    }
+                    for member, amount in sorted(parts.members.items())
+                ],
             )
-            for member, amount in sorted(parts.members.items())
-        )
-        session.flush()
         return self._view(session, row), True
 
     def _post(
@@ -380,9 +391,20 @@ class MiningService:
     ) -> int:
         ledger = Ledger(session)
         legs = [Leg(ledger.system_account(NODE_WALLET, asset).id, -payout.amount)]
-        for member, amount in sorted(parts.members.items()):
-            if amount:
-                legs.append(Leg(ledger.member_account(member, asset).id, amount))
+        paid = sorted(m for m, amount in parts.members.items() if amount)
+        accounts: dict[int, int] = {
+            member: account
+            for member, account in session.execute(
+                select(Account.member_id, Account.id).where(
+                    Account.asset == asset, Account.member_id.in_(paid)
+                )
+            )
+            if member is not None
+        }
+        missing = set(paid) - accounts.keys()
+        if missing:
+            raise MiningError(f"members {sorted(missing)} have no {asset} account")
+        legs += [Leg(accounts[m], parts.members[m]) for m in paid]
         for name, amount in (
             (FEES, parts.fee),
             (SUSPENSE, parts.unattributed),
