@@ -201,16 +201,14 @@ def test_two_members_deposit_trade_withdraw_and_audit(
     assert _ok(a.get("/api/wallet"))["azc"] == A_DEPOSIT_AZC
 
     # 3. A sells AZC with GTC limit orders, B buys across both
-    sell_low = _ok(a.post("/api/orders", json={"side": "sell", "price": 1000, "quantity": 10}), 201)
-    sell_high = _ok(
-        a.post(
-            "/api/orders",
-            json={"side": "sell", "price": 1020, "quantity": 20, "time_in_force": "gtc"},
-        ),
-        201,
-    )
+    def order(client: httpx.Client, side: str, price: int, quantity: int) -> dict[str, Any]:
+        body = {"market": "AZC/SATS", "side": side, "type": "limit", "price": price,
+                "quantity": quantity, "time_in_force": "gtc"}  # fmt: skip
+        return dict(_ok(client.post("/api/orders", json=body), 201))
+
+    sell_low, sell_high = order(a, "sell", 1000, 10), order(a, "sell", 1020, 20)
     assert sell_low["status"] == sell_high["status"] == "open"
-    buy = _ok(b.post("/api/orders", json={"side": "buy", "price": 1020, "quantity": 25}), 201)
+    buy = order(b, "buy", 1020, 25)
     assert buy["status"] == "filled" and buy["filled"] == 25
     fills = [(1000, 10), (1020, 15)]  # at the makers' prices, best first
     quote = sum(p * q for p, q in fills)
