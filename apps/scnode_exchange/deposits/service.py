@@ -544,6 +544,9 @@ class DepositService:
             if left and not obs.verified:
                 result.to_verify.append(obs)
                 return  # keep the row as it is until the wallet confirms it
+            if not left and obs.block_hash and obs.block_hash != deposit.credited_block_hash:
+                # re-included N deep in another block: that block is now what the credit rests on
+                deposit.credited_block_hash = obs.block_hash
             if left:
                 detail = (
                     f"credited in block {deposit.credited_block_hash} at "

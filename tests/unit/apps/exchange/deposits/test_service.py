@@ -271,3 +271,16 @@ def test_each_chain_credits_its_own_asset_at_its_own_depth(
     with pytest.raises(DepositError, match="no deposits on chain"):
         deposits.record_address(alice, "dogecoin", "D123")
     audit(sessions)
+
+
+def test_a_credit_reincluded_deep_enough_elsewhere_rests_on_the_new_block(
+    deposits: DepositService, sessions: sessionmaker[Session], alice: int
+) -> None:
+    deposits.apply([obs(3, block="A")])
+    assert deposits.apply([obs(4, block="B")]).reversed == []  # N deep in B: still good
+    # B is now the block of record: a later move out of B below N is a reorg after credit
+    result = deposits.apply([obs(1, block="C", verified=True)])
+    assert result.reversed == [f"bitcoin:{TXID}:0"]
+    (alert,) = deposits.alerts()
+    assert "credited in block B" in alert.detail
+    audit(sessions)
