@@ -14,6 +14,7 @@ from scnode_exchange.mining.service import (
     PayoutView,
     PoolPayout,
     UnknownWorkerError,
+    WindowOverlapError,
     WorkerTakenError,
 )
 from scnode_exchange.mining.split import Split, split_payout
@@ -29,6 +30,7 @@ __all__ = [
     "PoolPayout",
     "Split",
     "UnknownWorkerError",
+    "WindowOverlapError",
     "WorkerTakenError",
     "split_payout",
 ]

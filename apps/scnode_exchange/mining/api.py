@@ -18,9 +18,11 @@ Owner:
 * ``GET    /v1/owner/mining/payouts?pool=&limit=`` — payouts with every part and unknown worker
 * ``POST   /v1/owner/mining/payouts`` ``{pool, payout_id, amount, confirmations, coinbase,
   window_start, window_end, work?}`` — split a mature payout (201 new, 200 already split;
-  422 immature or invalid; 409 same id with another amount). Without ``work`` the work comes
-  from the stats API client (``work_source``) for ``[window_start, window_end)``; 503 when
-  none is configured or it is down.
+  422 immature, invalid or a window overlapping an earlier payout's; 409 same id with another
+  amount). Without ``window_start`` the window starts where the pool's previous payout's
+  ended (PPLNS since the previous payout). Without ``work`` the work comes from the stats API
+  client (``work_source``) for ``[window_start, window_end)``; 503 when none is configured or
+  it is down.
 
 The service comes from ``build_router(..., service=)``, else ``app.state.mining_service``, else
 it is built once from ``app.state.sessions`` and, when present, ``app.state.settings.
@@ -86,7 +88,7 @@ class SplitRequest(BaseModel):
     amount: int = Field(gt=0)
     confirmations: int = Field(ge=0)
     coinbase: bool
-    window_start: int = Field(ge=0)
+    window_start: int | None = Field(default=None, ge=0)
     window_end: int = Field(gt=0)
     work: dict[str, float] | None = None
 
@@ -250,6 +252,15 @@ def build_router(
         who: OwnerLike = owner_dep,
         mining: MiningService = mining_dep,
     ) -> dict[str, Any]:
+        start = body.window_start
+        if start is None:  # PPLNS since the previous payout (or this one's, when re-sent)
+            known = mining.find(body.pool, body.payout_id)
+            start = known.window_start if known else mining.last_window_end(body.pool)
+            if start is None:
+                raise HTTPException(
+                    status.HTTP_422_UNPROCESSABLE_CONTENT,
+                    "first payout of this pool: give window_start",
+                )
         work: Mapping[str, float]
         if body.work is not None:
             work = body.work
@@ -259,7 +270,7 @@ def build_router(
             )
         else:
             try:
-                work = await work_source(body.pool, body.window_start, body.window_end)
+                work = await work_source(body.pool, start, body.window_end)
             except Exception as exc:  # the stats API is down or answered nonsense
                 raise HTTPException(
                     status.HTTP_503_SERVICE_UNAVAILABLE, f"stats API: {exc}"
@@ -270,7 +281,7 @@ def build_router(
             body.amount,
             body.confirmations,
             body.coinbase,
-            body.window_start,
+            start,
             body.window_end,
         )
         try:

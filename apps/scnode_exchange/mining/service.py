@@ -66,6 +66,10 @@ class ImmaturePayoutError(MiningError):
     """The payout has not enough confirmations to be split yet."""
 
 
+class WindowOverlapError(MiningError):
+    """The payout's window overlaps the window of a payout already split in that pool."""
+
+
 class PayoutConflictError(MiningError):
     """The payout id was split before with different figures."""
 
@@ -293,6 +297,25 @@ class MiningService:
                     raise
                 return existing, False
 
+    def find(self, pool: str, payout_id: str) -> PayoutView | None:
+        """The split payout ``pool``/``payout_id``, if any."""
+        with self.sessions() as session:
+            row = session.scalar(
+                select(MiningPayout).where(
+                    MiningPayout.pool == _check_pool(pool), MiningPayout.payout_id == payout_id
+                )
+            )
+            return None if row is None else self._view(session, row)
+
+    def last_window_end(self, pool: str) -> int | None:
+        """Where the pool's next window starts (the latest split window's end), if any."""
+        with self.sessions() as session:
+            return session.scalar(
+                select(func.max(MiningPayout.window_end)).where(
+                    MiningPayout.pool == _check_pool(pool)
+                )
+            )
+
     def _existing(self, session: Session, payout: PoolPayout) -> PayoutView | None:
         row = session.scalar(
             select(MiningPayout).where(
@@ -318,6 +341,18 @@ class MiningService:
         existing = self._existing(session, payout)
         if existing is not None:
             return existing, False
+        overlap = session.scalar(
+            select(MiningPayout.payout_id).where(
+                MiningPayout.pool == payout.pool,
+                MiningPayout.window_start < payout.window_end,
+                MiningPayout.window_end > payout.window_start,
+            )
+        )
+        if overlap is not None:
+            # the same work would be paid twice
+            raise WindowOverlapError(
+                f"window {payout.window_start}..{payout.window_end} overlaps payout {overlap}"
+            )
         registry: dict[str, int] = {
             name: member
             for name, member in session.execute(
@@ -533,6 +568,7 @@ __all__: Sequence[str] = (
     "PayoutView",
     "PoolPayout",
     "UnknownWorkerError",
+    "WindowOverlapError",
     "WorkerTakenError",
     "payout_from_json",
 )

@@ -205,7 +205,30 @@ def test_split_takes_work_from_the_stats_source_when_not_given(
             await http.post("/v1/owner/mining/payouts", json=body, headers=OWNER)
         ).status_code == 503
 
+    async def next_window(http: httpx.AsyncClient) -> None:
+        # without window_start the window starts where the previous payout's ended
+        body = {**PAYOUT, "payout_id": "next", "window_end": 2_200}
+        del body["window_start"]
+        r = await http.post("/v1/owner/mining/payouts", json=body, headers=OWNER)
+        assert r.status_code == 201, r.text
+        assert (r.json()["window_start"], r.json()["window_end"]) == (1_600, 2_200)
+        again = await http.post("/v1/owner/mining/payouts", json=body, headers=OWNER)
+        assert again.status_code == 200 and again.json() == r.json()
+        overlapping = {**PAYOUT, "payout_id": "overlap", "window_start": 2_000, "window_end": 2_500}
+        r = await http.post("/v1/owner/mining/payouts", json=overlapping, headers=OWNER)
+        assert r.status_code == 422 and "overlaps payout next" in r.json()["detail"]
+        first_azc = {**body, "pool": "azc", "work": {}}
+        r = await http.post("/v1/owner/mining/payouts", json=first_azc, headers=OWNER)
+        assert r.status_code == 422 and "window_start" in r.json()["detail"]
+
     _run(service, with_source, source)
     _run(service, without_source)
-    assert asked == [("btc", 1_000, 1_600), ("azc", 1_000, 1_600)]
-    assert len(service.payouts()) == 1
+    _run(service, next_window, source)
+    assert asked == [
+        ("btc", 1_000, 1_600),
+        ("azc", 1_000, 1_600),
+        ("btc", 1_600, 2_200),
+        ("btc", 1_600, 2_200),
+        ("btc", 2_000, 2_500),
+    ]
+    assert len(service.payouts()) == 2

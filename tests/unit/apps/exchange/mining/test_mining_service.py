@@ -33,6 +33,7 @@ from scnode_exchange.mining import (
     PayoutConflictError,
     PoolPayout,
     UnknownWorkerError,
+    WindowOverlapError,
     WorkerTakenError,
 )
 from scnode_exchange.owner.models import OwnerAuditEntry
@@ -48,7 +49,12 @@ def payout(
     confirmations: int = 100,
     coinbase: bool = True,
 ) -> PoolPayout:
-    return PoolPayout(pool, payout_id, amount, confirmations, coinbase, 1_000, 1_600)
+    # each payout id its own 10-minute window (windows of one pool must not overlap)
+    start = _windows.setdefault(payout_id, 1_000 + 600 * len(_windows))
+    return PoolPayout(pool, payout_id, amount, confirmations, coinbase, start, start + 600)
+
+
+_windows: dict[str, int] = {}
 
 
 def balance(
@@ -220,6 +226,24 @@ def test_unknown_workers_go_to_suspense_and_are_shown_to_the_owner(
     mining.register(alice, "btc", "stranger.2")
     assert balance(sessions, SATS, member=alice) == 247
     assert [u.worker for u in mining.unknown_workers()] == ["stranger.1"]
+
+
+def test_a_window_overlapping_an_earlier_payout_is_refused(
+    mining: MiningService, members: Members, sessions: sessionmaker[Session]
+) -> None:
+    alice, _, _ = members
+    mining.register(alice, "btc", "rig")
+    assert mining.last_window_end("btc") is None
+    mining.split(PoolPayout("btc", "one", 1_000, 100, True, 0, 600), {"rig": 1.0})
+    with pytest.raises(WindowOverlapError, match="one"):
+        mining.split(PoolPayout("btc", "two", 1_000, 100, True, 599, 1_200), {"rig": 1.0})
+    mining.split(PoolPayout("azc", "two", 1_000, 100, True, 0, 600), {})  # other pool: fine
+    mining.split(PoolPayout("btc", "three", 1_000, 100, True, 600, 1_200), {"rig": 1.0})
+    assert mining.last_window_end("btc") == 1_200
+    assert balance(sessions, SATS, member=alice) == 2 * 990
+    found = mining.find("btc", "three")
+    assert found is not None and found.window_start == 600
+    assert mining.find("btc", "two") is None
 
 
 def test_members_see_only_their_own_part(mining: MiningService, members: Members) -> None:
