@@ -100,6 +100,11 @@ class ExchangeSettings(BaseSettings):
     # per-chain withdrawal policy (JSON, see scnode_exchange.withdrawals.settings)
     withdrawals: dict[str, dict[str, Any]] = Field(default_factory=dict)
     withdrawal_poll_seconds: float = Field(default=2.0, gt=0, le=600)
+    # the same three as the stand-alone worker (python -m scnode_exchange.withdrawals) reads, so
+    # the worker inside the app and the one alone behave alike from one env file
+    withdrawal_batch: int = Field(default=50, ge=1, le=10_000)
+    withdrawal_follow_seconds: float = Field(default=10.0, ge=0, le=3600)
+    withdrawal_key_prefix: str = Field(default="wd", pattern=r"^[A-Za-z0-9_.:]{1,40}$")
     market_stats_interval_seconds: float = Field(default=2.0, gt=0)
     # lab only: a password-less dev login by handle; never on a real node
     lab_mode: bool = False

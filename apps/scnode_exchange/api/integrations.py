@@ -74,7 +74,9 @@ def start_withdrawals(app: FastAPI, settings: ExchangeSettings, rt: Runtime) -> 
         {name: dict(policy) for name, policy in settings.withdrawals.items()},
         settings.withdrawal_approval_threshold,
     )
-    service = withdrawals.WithdrawalService(rt.sessions, policies)
+    service = withdrawals.WithdrawalService(
+        rt.sessions, policies, send_key_prefix=settings.withdrawal_key_prefix
+    )
     app.state.withdrawal_service = AuditedWithdrawals(service, rt.sessions)
     if not settings.chains:
         return None
@@ -85,7 +87,11 @@ def start_withdrawals(app: FastAPI, settings: ExchangeSettings, rt: Runtime) -> 
         for name, chain in settings.chains.items()
     }
     worker = withdrawals.WithdrawalWorker(
-        service, senders, poll_seconds=settings.withdrawal_poll_seconds
+        service,
+        senders,
+        poll_seconds=settings.withdrawal_poll_seconds,
+        batch=settings.withdrawal_batch,
+        follow_seconds=settings.withdrawal_follow_seconds,
     )
     app.state.withdrawal_worker = worker
     return worker
