@@ -1,6 +1,8 @@
 """Mining in the exchange: the worker registry (which member a worker's shares belong to), the
 payout split (one balanced journal entry per mature pool payout) and the member/owner routes
-(``api.build_router``). See README.md in this package for the scheme."""
+(``api.build_router``), and the watcher that splits mature pool rewards (``settings.
+build_worker``, ``python -m scnode_exchange.mining``). See README.md in this package for the
+scheme."""
 
 from __future__ import annotations
 
