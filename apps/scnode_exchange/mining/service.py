@@ -307,6 +307,17 @@ class MiningService:
             )
             return None if row is None else self._view(session, row)
 
+    def last_window(self, pool: str) -> tuple[int, int] | None:
+        """The pool's latest split window (start, end), if any."""
+        with self.sessions() as session:
+            row = session.execute(
+                select(MiningPayout.window_start, MiningPayout.window_end)
+                .where(MiningPayout.pool == _check_pool(pool))
+                .order_by(MiningPayout.window_end.desc(), MiningPayout.id.desc())
+                .limit(1)
+            ).first()
+            return None if row is None else (row[0], row[1])
+
     def last_window_end(self, pool: str) -> int | None:
         """Where the pool's next window starts (the latest split window's end), if any."""
         with self.sessions() as session:
@@ -346,6 +357,11 @@ class MiningService:
                 MiningPayout.pool == payout.pool,
                 MiningPayout.window_start < payout.window_end,
                 MiningPayout.window_end > payout.window_start,
+                # a second block found in the same window pays for the same work
+                ~(
+                    (MiningPayout.window_start == payout.window_start)
+                    & (MiningPayout.window_end == payout.window_end)
+                ),
             )
         )
         if overlap is not None:

@@ -4,7 +4,9 @@ Every ``interval`` seconds the watcher asks its ``RewardSource`` for the node wa
 rewards, oldest first, and splits each one that is mature (coinbase: 100 confirmations;
 ``MiningService`` checks it again) and not split yet. Its window is ``[end of the pool's
 previous window (or first_window_start), the reward's block time)`` — PPLNS since the previous
-payout — and its work comes from the ``WorkSource`` (the stats API). A stale (orphaned) reward
+payout — and its work comes from the ``WorkSource`` (the stats API); a reward whose block time
+is not after that start (blocks found in the same second) pays for the same work as the
+previous payout and is split over the previous payout's window. A stale (orphaned) reward
 is never split; an immature one waits; a failing stats API or chain API is retried next pass
 (nothing is written until the split's single transaction).
 
@@ -39,6 +41,7 @@ class Reward:
     coinbase: bool
     time: int
     stale: bool = False
+    height: int = 0
 
 
 class RewardSource(Protocol):
@@ -70,6 +73,7 @@ class ChainRewardSource:
                     "amount": 0,
                     "confirmations": int(entry.get("confirmations") or 0),
                     "stale": bool(entry.get("stale")),
+                    "height": int(entry.get("blockheight") or 0),
                 },
             )
             item["amount"] += int(entry["amount_sats"])
@@ -81,8 +85,12 @@ class ChainRewardSource:
             if when is None:
                 when = int((await self.client.transaction(txid))["time"])
                 self._times[txid] = when
-            out.append(Reward(txid, item["amount"], item["confirmations"], True, when))
-        return sorted(out, key=lambda r: (r.time, r.payout_id))
+            out.append(
+                Reward(
+                    txid, item["amount"], item["confirmations"], True, when, height=item["height"]
+                )
+            )
+        return sorted(out, key=lambda r: (r.height, r.time, r.payout_id))  # block order
 
 
 class PayoutWatcher:
@@ -115,17 +123,21 @@ class PayoutWatcher:
             required = 100 if reward.coinbase else needed
             if reward.confirmations < required:
                 break  # later rewards wait too: windows stay in block order
-            start = self.service.last_window_end(self.pool)
-            start = self.first_window_start if start is None else start
-            if reward.time <= start:
-                log.error(
-                    "reward %s at %s is not after window start %s: left for the owner",
-                    reward.payout_id,
-                    reward.time,
-                    start,
-                )
-                continue
-            work = await self.work(self.pool, start, reward.time)
+            last = self.service.last_window(self.pool)
+            start, end = (self.first_window_start if last is None else last[1]), reward.time
+            if end <= start:
+                if last is None:
+                    log.error(
+                        "reward %s at %s is before first_window_start %s: left for the owner",
+                        reward.payout_id,
+                        reward.time,
+                        start,
+                    )
+                    continue
+                # found in the same second as the previous payout's block (or earlier): it
+                # pays for the same work, so it is split over the same window
+                start, end = last
+            work = await self.work(self.pool, start, end)
             payout = PoolPayout(
                 self.pool,
                 reward.payout_id,
@@ -133,7 +145,7 @@ class PayoutWatcher:
                 reward.confirmations,
                 reward.coinbase,
                 start,
-                reward.time,
+                end,
             )
             try:
                 self.service.split(payout, work, actor="mining-watcher")

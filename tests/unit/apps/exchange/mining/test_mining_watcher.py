@@ -93,19 +93,47 @@ class FakeChain:
 def test_chain_reward_source_reads_the_rewards_route() -> None:
     answer = {
         "rewards": [
-            {"txid": "b" * 64, "amount_sats": 700, "confirmations": 5, "stale": False},
-            {"txid": "a" * 64, "amount_sats": 300, "confirmations": 120, "stale": False},
-            {"txid": "a" * 64, "amount_sats": 200, "confirmations": 120, "stale": False},
+            {"txid": "b" * 64, "amount_sats": 700, "confirmations": 5, "blockheight": 216},
+            {"txid": "a" * 64, "amount_sats": 300, "confirmations": 120, "blockheight": 101},
+            {"txid": "a" * 64, "amount_sats": 200, "confirmations": 120, "blockheight": 101},
             {"txid": "c" * 64, "amount_sats": 900, "confirmations": 0, "stale": True},
+            # same block time as a later block: block height decides the order
+            {"txid": "0" * 64, "amount_sats": 100, "confirmations": 3, "blockheight": 218},
         ],
         "maturity_confirmations": 100,
     }
-    chain = FakeChain(answer, {"a" * 64: 2_000, "b" * 64: 2_600, "c" * 64: 2_300})
+    chain = FakeChain(answer, {"a" * 64: 2_000, "b" * 64: 2_600, "c" * 64: 2_300, "0" * 64: 2_600})
     source = ChainRewardSource(chain, "az")
     first = asyncio.run(source.rewards())
     assert first == [
-        Reward("a" * 64, 500, 120, True, 2_000),  # two outputs of one coinbase: one payout
-        Reward("b" * 64, 700, 5, True, 2_600),
+        Reward("a" * 64, 500, 120, True, 2_000, height=101),  # two outputs, one coinbase
+        Reward("b" * 64, 700, 5, True, 2_600, height=216),
+        Reward("0" * 64, 100, 3, True, 2_600, height=218),
     ]
     asyncio.run(source.rewards())
-    assert chain.lookups == 2  # block times are looked up once
+    assert chain.lookups == 3  # block times are looked up once
+
+
+def test_blocks_of_the_same_second_share_the_previous_window(
+    mining: MiningService, members: tuple[int, int, int], sessions: sessionmaker[Session]
+) -> None:
+    alice, _, _ = members
+    mining.register(alice, "azc", "rig")
+    rewards, work = Rewards(), Work()
+    watcher = PayoutWatcher(mining, "azc", rewards, work, first_window_start=1_000)
+    rewards.items = [
+        Reward("a" * 64, 1_000, 200, True, 1_600),
+        Reward("b" * 64, 1_000, 199, True, 1_600),  # found in the same second
+    ]
+    assert asyncio.run(watcher.poll_once()) == ["a" * 64, "b" * 64]
+    assert work.asked == [("azc", 1_000, 1_600), ("azc", 1_000, 1_600)]
+    found = mining.find("azc", "b" * 64)
+    assert found is not None and (found.window_start, found.window_end) == (1_000, 1_600)
+    with sessions() as session:
+        assert Ledger(session).member_account(alice, AZC).balance == 2 * 975
+    # a first reward from before first_window_start is left for the owner
+    early = Rewards()
+    early.items = [Reward("c" * 64, 1_000, 198, True, 900)]
+    btc = PayoutWatcher(mining, "btc", early, work, first_window_start=1_000)
+    assert asyncio.run(btc.poll_once()) == []
+    assert mining.find("btc", "c" * 64) is None
