@@ -25,8 +25,9 @@ Owner:
   it is down.
 
 The service comes from ``build_router(..., service=)``, else ``app.state.mining_service``, else
-it is built once from ``app.state.sessions`` and, when present, ``app.state.settings.
-mining_fee_bps`` / ``mining_confirmations`` (mappings per pool).
+it is built once from ``app.state.sessions`` with the per-pool fee and confirmations of
+``app.state.settings.mining_pools`` if the app's settings carry it, else of
+``SCNODE_EXCHANGE_MINING_POOLS`` (``settings.py``) — the same values the watcher uses.
 """
 
 from __future__ import annotations
@@ -39,7 +40,6 @@ from pydantic import BaseModel, Field
 
 from scnode_exchange.mining.service import (
     ImmaturePayoutError,
-    MiningConfig,
     MiningError,
     MiningService,
     PayoutConflictError,
@@ -47,6 +47,7 @@ from scnode_exchange.mining.service import (
     UnknownWorkerError,
     WorkerTakenError,
 )
+from scnode_exchange.mining.settings import mining_config, mining_settings
 
 
 class MemberLike(Protocol):
@@ -115,14 +116,8 @@ def build_router(
         state = request.app.state
         found = getattr(state, "mining_service", None)
         if found is None:
-            settings = getattr(state, "settings", None)
-            defaults = MiningConfig()
-            config = MiningConfig(
-                fee_bps=getattr(settings, "mining_fee_bps", None) or defaults.fee_bps,
-                confirmations=getattr(settings, "mining_confirmations", None)
-                or defaults.confirmations,
-            )
-            found = MiningService(state.sessions, config)
+            pools = mining_settings(getattr(state, "settings", None)).mining_pools
+            found = MiningService(state.sessions, mining_config(pools))
             state.mining_service = found
         assert isinstance(found, MiningService)
         return found

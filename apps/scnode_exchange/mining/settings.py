@@ -93,9 +93,23 @@ class PayoutWorkers:
                 await closer.aclose()
 
 
+def mining_settings(settings: Any = None) -> MiningSettings:
+    """``settings`` if it carries the mining fields (``mining_pools``), else the mining settings
+    read from the environment (``SCNODE_EXCHANGE_MINING_*``, as the exchange unit sets them)."""
+    if isinstance(settings, MiningSettings):
+        return settings
+    if settings is not None and hasattr(settings, "mining_pools"):
+        return MiningSettings(
+            database_url=getattr(settings, "database_url", MiningSettings().database_url),
+            mining_pools=settings.mining_pools,
+            mining_interval=getattr(settings, "mining_interval", 30.0),
+        )
+    return MiningSettings()
+
+
 def build_worker(settings: Any, sessions: sessionmaker[Session]) -> PayoutWorkers | None:
     """What the exchange app may run in its lifespan (None when no pool is configured)."""
-    pools = getattr(settings, "mining_pools", None)
-    if not pools:
+    resolved = mining_settings(settings)
+    if not resolved.mining_pools:
         return None
-    return PayoutWorkers(settings, sessions)
+    return PayoutWorkers(resolved, sessions)

@@ -4,6 +4,7 @@ HTTP behaviour on SQLite only; the service they call is tested on both backends.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -232,3 +233,34 @@ def test_split_takes_work_from_the_stats_source_when_not_given(
         ("btc", 2_000, 2_500),
     ]
     assert len(service.payouts()) == 2
+
+
+def test_router_builds_its_service_from_the_app_state_and_the_mining_env(
+    sqlite_sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pool = {
+        "chain_api_url": "http://127.0.0.1:9",
+        "chain_api_key": "k",
+        "stats_api_url": "http://127.0.0.1:9",
+        "stats_api_key": "k",
+        "fee_bps": 500,
+        "first_window_start": 0,
+    }
+    monkeypatch.setenv("SCNODE_EXCHANGE_MINING_POOLS", json.dumps({"btc": pool}))
+
+    async def main() -> None:
+        app = FastAPI()
+        app.state.sessions = sqlite_sessions
+        app.include_router(build_router(member_dep, owner_dep))
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            body = {**PAYOUT, "work": {"a": 1.0}}
+            await http.post("/v1/mining/workers", json={"pool": "btc", "name": "a"}, headers=ALICE)
+            r = await http.post("/v1/owner/mining/payouts", json=body, headers=OWNER)
+            assert r.status_code == 201
+            assert (r.json()["fee_bps"], r.json()["fee"]) == (500, 5_000)
+        assert isinstance(app.state.mining_service, MiningService)
+
+    asyncio.run(main())
+    with sqlite_sessions() as session:
+        assert Ledger(session).member_account(1, SATS).balance == 95_000
