@@ -1,7 +1,8 @@
 """Random interleavings of observations (confirmations up and down, outputs leaving and
 coming back, verified or stale), member spending and owner resolutions keep the deposit and
 ledger invariants: the ledger audits clean, no output is credited or reversed twice, a credit
-only follows N confirmations, and suspense/receivables equal what the open alerts say."""
+only follows N confirmations, suspense equals the open alerts and the receivable what their
+members still owe (open alerts and written-off ones)."""
 
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ steps = st.lists(st.one_of(observe, observe, observe, spend, resolve), min_size=
 
 
 @settings(
-    max_examples=40,
+    max_examples=30,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -103,6 +104,9 @@ def test_deposit_invariants_hold_under_random_interleavings(
         ledger = Ledger(session)
         suspense = ledger.system_account(SUSPENSE, SATS).balance
         receivable = ledger.system_account(OWNER_RECEIVABLE, SATS).balance
-    open_alerts = deposits.alerts()
+    alerts = deposits.alerts(include_resolved=True)
+    open_alerts = [a for a in alerts if a.resolved_at is None]
+    written_off = [a for a in alerts if (a.resolution or "").startswith("write_off")]
     assert suspense == sum(a.amount for a in open_alerts)
-    assert receivable == -sum(a.receivable for a in open_alerts)
+    # a write-off leaves the member's debt for the owner to settle; a re-credit clears it
+    assert receivable == -sum(a.receivable for a in open_alerts + written_off)
