@@ -251,6 +251,30 @@ def test_copytruncate_rotation_keeps_the_translator_writing(host: Any) -> None:
     assert host.service(_unit("azc")).is_running
 
 
+def test_size_check_timer_rotates_a_log_past_100_mb(host: Any) -> None:
+    timer = host.service("stratum-translator-btc-logrotate.timer")
+    assert timer.is_enabled and timer.is_running
+    assert host.run(
+        "systemctl show -p TimersCalendar --value stratum-translator-btc-logrotate.timer"
+    ).stdout.strip()
+    log = "/var/log/stratum/btc.log"
+    host.run(f"rm -f {log}.1")
+    small = host.run("systemctl start stratum-translator-btc-logrotate.service")
+    assert small.rc == 0, small.stderr
+    assert not host.file(f"{log}.1").exists  # under the size limit: left alone
+    # Past the limit (the filler goes through the same O_APPEND as the translator's writes).
+    filler = host.run(f"head -c 105000000 /dev/zero | tr '\\0' x >> {log}")
+    assert filler.rc == 0, filler.stderr
+    try:
+        big = host.run("systemctl start stratum-translator-btc-logrotate.service")
+        assert big.rc == 0, big.stderr
+        assert host.file(f"{log}.1").size >= 105_000_000
+        assert host.file(log).size < 1_000_000
+        assert host.service(_unit("btc")).is_running
+    finally:
+        host.run(f"rm -f {log}.1")
+
+
 # ------------------------------------------------------------------ side runs of converge.yml
 
 
