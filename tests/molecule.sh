@@ -1,11 +1,20 @@
 #!/usr/bin/env bash
 # Run the molecule scenario of every role (molecule/<role>/), or only the scenarios named as
 # arguments (e.g. `tests/molecule.sh common _driver_smoke`). Directories starting with `_`
-# (examples, smoke tests) and `shared` (the driver) are skipped unless named. Scenarios run one
-# after another on their own test hosts; the exit code is non-zero if any of them failed.
+# (examples, smoke tests) and `shared` (the driver) are skipped unless named. The exit code is
+# non-zero if any of them failed.
+#
+# MOLECULE_JOBS (default 2) scenarios run at once: each has its own lab (test hosts, network
+# namespace, subnet, mirror), so they do not meet; much of a scenario's time is spent waiting
+# on SSH round trips and package installs, not on the CPU. Each scenario's output goes to
+# tests/output/molecule/<name>.log and is printed whole when the scenario ends, so the logs of
+# parallel runs never interleave.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
+jobs=${MOLECULE_JOBS:-2}
+logs=tests/output/molecule
+mkdir -p "$logs"
 
 scenarios=("$@")
 if [ ${#scenarios[@]} -eq 0 ]; then
@@ -20,19 +29,41 @@ if [ ${#scenarios[@]} -eq 0 ]; then
   exit 0
 fi
 
-failed=()
-for name in "${scenarios[@]}"; do
+run_one() {
+  local name=$1 start rc
   start=$(date +%s)
-  echo "=== molecule test -s $name"
-  if molecule test -s "$name"; then
-    echo "=== $name: passed in $(( $(date +%s) - start )) s"
-  else
-    echo "=== $name: FAILED after $(( $(date +%s) - start )) s"
-    failed+=("$name")
-  fi
-done
+  molecule test -s "$name" >"$logs/$name.log" 2>&1
+  rc=$?
+  {
+    echo "=== molecule test -s $name"
+    cat "$logs/$name.log"
+    if [ $rc -eq 0 ]; then
+      echo "=== $name: passed in $(($(date +%s) - start)) s"
+    else
+      echo "=== $name: FAILED after $(($(date +%s) - start)) s (exit $rc)"
+    fi
+  } | flock "$logs/.print" cat
+  return $rc
+}
 
-echo "molecule: $(( ${#scenarios[@]} - ${#failed[@]} )) passed, ${#failed[@]} failed"
+declare -A pids=()
+failed=()
+wait_one() {
+  local pid name
+  wait -n -p pid "${!pids[@]}"
+  local rc=$?
+  name=${pids[$pid]}
+  unset "pids[$pid]"
+  [ $rc -eq 0 ] || failed+=("$name")
+}
+for name in "${scenarios[@]}"; do
+  while [ ${#pids[@]} -ge "$jobs" ]; do wait_one; done
+  run_one "$name" &
+  pids[$!]=$name
+done
+while [ ${#pids[@]} -gt 0 ]; do wait_one; done
+
+echo "molecule: $((${#scenarios[@]} - ${#failed[@]})) passed, ${#failed[@]} failed"
 if [ ${#failed[@]} -gt 0 ]; then
   echo "failed scenarios: ${failed[*]}"
   exit 1
