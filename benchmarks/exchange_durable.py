@@ -1,7 +1,7 @@
 """Durable order path of the exchange: orders/s and latency, SQLite and PostgreSQL side by side.
 
     .venv/bin/python benchmarks/exchange_durable.py [--orders 3000] [--rate 500] [--seconds 5]
-        [--postgres URL] [--clients 64]
+        [--postgres URL] [--clients 64] [--http] [--ws [--inflight 256]] [--repeat 3]
 
 Service level: every order goes through ``Exchange`` into a committed transaction (reserve,
 match, fill postings, order/trade rows, sequence) before it counts. Two ways in:
@@ -28,6 +28,12 @@ a WebSocket subscriber on ``/ws/trades`` counts the fills it is sent, checked ag
 trades stored. Client and server share the machine's cores; the CPU column is then the
 server process's CPU (all threads) per order.
 
+WebSocket order entry (``--ws``): the same app; one ``/ws/trade`` connection per member (50),
+orders pipelined on them (``--inflight`` unanswered at once for max orders/s, then paced at
+``--rate``); each order counts when its answer arrives, and the server sends that answer only
+after the batch holding the order committed. The ``/ws/trades`` subscriber counts fills as for
+``--http``. ``--repeat 3`` runs every row three times and prints the per-column median.
+
 PostgreSQL: ``--postgres`` (or ``SCNODE_TEST_POSTGRES_URL``) names a server database used to
 create and drop a throwaway database. Prints a table; never fails on figures.
 """
@@ -42,6 +48,7 @@ import os
 import random
 import secrets
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -265,15 +272,16 @@ def _free_port() -> int:
 
 
 def run_http(
-    url: str, kind: str, orders: int, rate: float, seconds: float, clients: int
+    url: str, kind: str, orders: int, rate: float, seconds: float, clients: int, ws: bool = False
 ) -> Figures:
-    """The member API over HTTP, with a WebSocket subscriber counting fills."""
+    """The member API over HTTP (or ``/ws/trade`` when ``ws``), with a WebSocket subscriber
+    counting fills."""
     import aiohttp
 
     from scnode_core.apikeys import ApiKeyStore, generate
     from scnode_exchange.api.auth import SessionTokens
 
-    figures = Figures(kind, "HTTP+WS")
+    figures = Figures(kind, "WS trade+WS" if ws else "HTTP+WS")
     engine = make_engine(url)
     sessions = make_sessionmaker(engine)
     members = prepare(sessions)
@@ -295,6 +303,8 @@ def run_http(
             "SCNODE_EXCHANGE_ENVIRONMENT=test\n"
             "SCNODE_EXCHANGE_COOKIE_SECURE=false\n"
             "SCNODE_EXCHANGE_MAX_OPEN_ORDERS_PER_MEMBER=1000000\n"
+            "SCNODE_EXCHANGE_ORDERS_PER_SECOND=1000000\n"
+            "SCNODE_EXCHANGE_ORDERS_BURST=1000000\n"
         )
         tokens = SessionTokens(secret.encode())
         headers = {m: {"Authorization": f"Bearer {tokens.issue(m)}"} for m in members}
@@ -314,8 +324,9 @@ def run_http(
         )
         base = f"http://127.0.0.1:{port}"
         try:
-            asyncio.run(_http_scenario(base, headers, workload, figures, orders, rate, seconds,
-                                       clients, aiohttp, server.pid))  # fmt: skip
+            scenario = _ws_scenario if ws else _http_scenario
+            asyncio.run(scenario(base, headers, workload, figures, orders, rate, seconds,
+                                 clients, aiohttp, server.pid))  # fmt: skip
         finally:
             server.terminate()
             try:
@@ -335,67 +346,143 @@ def run_http(
     return figures
 
 
+async def _wait_up(http: Any, base: str, aiohttp: Any) -> None:
+    for _ in range(300):  # the app migrates and loads its books first
+        with contextlib.suppress(aiohttp.ClientError):
+            async with http.get(f"{base}/api/health") as reply:
+                if reply.status == 200:
+                    return
+        await asyncio.sleep(0.1)
+    raise RuntimeError("the exchange app did not come up")
+
+
+async def _measure(
+    http: Any, base: str, submit: Any, workload: Workload, figures: Figures,
+    orders: int, rate: float, seconds: float, clients: int, pid: int,
+) -> None:  # fmt: skip
+    """Max orders/s with ``clients`` concurrent submitters, then latency paced at ``rate``,
+    while a ``/ws/trades`` subscriber counts the fills it is sent."""
+    fills = 0
+    ws = await http.ws_connect(f"{base}/ws/trades", params={"market": SPEC.symbol})
+
+    async def count() -> None:
+        nonlocal fills
+        async for message in ws:
+            data = json.loads(message.data)
+            if data.get("type") == "update":
+                fills += len(data["trades"])
+
+    counter = asyncio.create_task(count())
+    traded = 0
+
+    async def counted(command: OrderCommand) -> None:
+        nonlocal traded
+        filled = await submit(command)  # (not `traded += await …`: that reads before it waits)
+        traded += bool(filled)
+
+    remaining = orders
+
+    async def client() -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            await counted(workload.next())
+
+    cpu0, start = _process_cpu(pid), time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    figures.max_rate = orders / (time.perf_counter() - start)
+    figures.cpu_ms = 1000 * (_process_cpu(pid) - cpu0) / orders  # the server's CPU
+    figures.fill_share = traded / orders
+    latencies, figures.achieved = await _paced(counted, workload, rate, seconds)
+    figures.p50, figures.p99 = _percentile(latencies, 0.5), _percentile(latencies, 0.99)
+    await asyncio.sleep(1.0)  # the last fills' messages
+    await ws.close()
+    counter.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await counter
+    figures.ws_fills = fills
+
+
+def _order_body(command: OrderCommand) -> dict[str, Any]:
+    return {"market": command.market, "side": command.side.value, "price": command.price,
+            "quantity": command.quantity, "type": command.order_type.value,
+            "time_in_force": command.tif.value}  # fmt: skip
+
+
 async def _http_scenario(
     base: str, headers: dict[int, dict[str, str]], workload: Workload, figures: Figures,
     orders: int, rate: float, seconds: float, clients: int, aiohttp: Any, pid: int,
 ) -> None:  # fmt: skip
     connector = aiohttp.TCPConnector(limit=max(clients, 256))
     async with aiohttp.ClientSession(connector=connector) as http:
-        for _ in range(300):  # the app migrates and loads its books first
-            with contextlib.suppress(aiohttp.ClientError):
-                async with http.get(f"{base}/api/health") as reply:
-                    if reply.status == 200:
-                        break
-            await asyncio.sleep(0.1)
-        else:
-            raise RuntimeError("the exchange app did not come up")
-        fills = 0
-        ws = await http.ws_connect(f"{base}/ws/trades", params={"market": SPEC.symbol})
+        await _wait_up(http, base, aiohttp)
 
-        async def count() -> None:
-            nonlocal fills
-            async for message in ws:
-                data = json.loads(message.data)
-                if data.get("type") == "update":
-                    fills += len(data["trades"])
-
-        counter = asyncio.create_task(count())
-        traded = 0
-
-        async def submit(command: OrderCommand) -> None:
-            nonlocal traded
-            body = {"market": command.market, "side": command.side.value,
-                    "price": command.price, "quantity": command.quantity,
-                    "type": command.order_type.value,
-                    "time_in_force": command.tif.value}  # fmt: skip
-            async with http.post(f"{base}/api/orders", json=body,
+        async def submit(command: OrderCommand) -> int:
+            async with http.post(f"{base}/api/orders", json=_order_body(command),
                                  headers=headers[command.member_id]) as reply:  # fmt: skip
                 if reply.status != 201:
                     raise RuntimeError(f"POST /api/orders: {reply.status} {await reply.text()}")
                 view = await reply.json()
-                traded += bool(view.get("filled"))
+                return int(view.get("filled") or 0)
 
-        remaining = orders
+        await _measure(http, base, submit, workload, figures, orders, rate, seconds, clients, pid)
 
-        async def client() -> None:
-            nonlocal remaining
-            while remaining > 0:
-                remaining -= 1
-                await submit(workload.next())
 
-        cpu0, start = _process_cpu(pid), time.perf_counter()
-        await asyncio.gather(*(client() for _ in range(clients)))
-        figures.max_rate = orders / (time.perf_counter() - start)
-        figures.cpu_ms = 1000 * (_process_cpu(pid) - cpu0) / orders  # the server's CPU
-        figures.fill_share = traded / orders
-        latencies, figures.achieved = await _paced(submit, workload, rate, seconds)
-        figures.p50, figures.p99 = _percentile(latencies, 0.5), _percentile(latencies, 0.99)
-        await asyncio.sleep(1.0)  # the last fills' messages
-        await ws.close()
-        counter.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await counter
-        figures.ws_fills = fills
+async def _ws_scenario(
+    base: str, headers: dict[int, dict[str, str]], workload: Workload, figures: Figures,
+    orders: int, rate: float, seconds: float, inflight: int, aiohttp: Any, pid: int,
+) -> None:  # fmt: skip
+    async with aiohttp.ClientSession() as http:
+        await _wait_up(http, base, aiohttp)
+        sockets = {m: await http.ws_connect(f"{base}/ws/trade", headers=h)
+                   for m, h in headers.items()}  # fmt: skip
+        waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        next_id = 0
+
+        async def read(sock: Any) -> None:
+            async for message in sock:
+                reply = json.loads(message.data)
+                future = waiting.pop(reply["client_id"], None)
+                if future is not None and not future.done():
+                    future.set_result(reply)
+
+        readers = [asyncio.create_task(read(sock)) for sock in sockets.values()]
+
+        async def submit(command: OrderCommand) -> int:
+            nonlocal next_id
+            next_id += 1
+            future = waiting[next_id] = asyncio.get_running_loop().create_future()
+            await sockets[command.member_id].send_str(
+                json.dumps({"op": "place", "client_id": next_id, **_order_body(command)})
+            )
+            reply = await future
+            if not reply["ok"]:
+                raise RuntimeError(f"/ws/trade: {reply['error']} {reply['detail']}")
+            return int(reply["order"]["filled"])
+
+        try:
+            await _measure(http, base, submit, workload, figures, orders, rate, seconds,
+                           inflight, pid)  # fmt: skip
+        finally:
+            for sock in sockets.values():
+                await sock.close()
+            for task in readers:
+                task.cancel()
+            await asyncio.gather(*readers, return_exceptions=True)
+
+
+def _median(rows: list[Figures]) -> Figures:
+    """The per-column median of repeated runs (the audit of every run kept)."""
+    if len(rows) == 1:
+        return rows[0]
+    out = Figures(rows[0].database, rows[0].way)
+    for name in ("max_rate", "cpu_ms", "batch", "p50", "p99", "achieved", "fill_share"):
+        setattr(out, name, statistics.median(getattr(r, name) for r in rows))
+    out.ws_fills = int(statistics.median(r.ws_fills for r in rows))
+    audits = {r.audit for r in rows}
+    out.audit = f"median of {len(rows)}; " + (audits.pop() if len(audits) == 1 else " | ".join(
+        sorted(audits)))  # fmt: skip
+    return out
 
 
 def _audit(sessions: sessionmaker[Session]) -> str:
@@ -417,25 +504,33 @@ def main() -> None:
     parser.add_argument(
         "--sqlite-full", action="store_true", help="also SQLite with synchronous=FULL"
     )
-    parser.add_argument("--no-service", action="store_true", help="only the HTTP path")
+    parser.add_argument("--ws", action="store_true", help="also order entry over /ws/trade")
+    parser.add_argument("--inflight", type=int, default=256, help="--ws: pipelined orders")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per row (median)")
+    parser.add_argument("--no-service", action="store_true", help="only the API paths")
     args = parser.parse_args()
     kinds = ["sqlite", "postgresql"] if args.postgres else ["sqlite"]
     if args.only:
         kinds = [args.only]
     load = os.getloadavg()
     rows = []
+
+    def repeated(run: Any, *more: Any) -> Figures:
+        runs = []
+        for _ in range(max(1, args.repeat)):
+            with database(kind, args.postgres) as url:
+                runs.append(run(url, kind, args.orders, args.rate, args.seconds, *more))
+        return _median(runs)
+
     for kind in kinds:
         levels = ["NORMAL", "FULL"] if kind == "sqlite" and args.sqlite_full else ["NORMAL"]
         for level in [] if args.no_service else levels:
-            with database(kind, args.postgres) as url:
-                rows.append(run_single(url, kind, args.orders, args.rate, args.seconds, level))
-            with database(kind, args.postgres) as url:
-                rows.append(
-                    run_group(url, kind, args.orders, args.rate, args.seconds, args.clients, level)
-                )
+            rows.append(repeated(run_single, level))
+            rows.append(repeated(run_group, args.clients, level))
         if args.http:
-            with database(kind, args.postgres) as url:
-                rows.append(run_http(url, kind, args.orders, args.rate, args.seconds, args.clients))
+            rows.append(repeated(run_http, args.clients))
+        if args.ws:
+            rows.append(repeated(run_http, args.inflight, True))
     after = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
           f"after: {after}; {os.cpu_count()} CPUs")  # fmt: skip

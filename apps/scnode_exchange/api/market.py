@@ -16,10 +16,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, WebSocket, status
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from scnode_exchange.api.runtime import Runtime, runtime
+from scnode_exchange.api.runtime import Runtime, runtime, runtime_dep
 from scnode_exchange.marketdata import INTERVALS, candles, depth, recent_trades, ticker
 
-RuntimeDep = Annotated[Runtime, Depends(runtime)]
+RuntimeDep = Annotated[Runtime, Depends(runtime_dep)]
 MarketQuery = Annotated[str | None, Query(max_length=32)]
 
 

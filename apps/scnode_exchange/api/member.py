@@ -19,7 +19,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from scnode_exchange.api.auth import MemberDep
-from scnode_exchange.api.runtime import Runtime, runtime
+from scnode_exchange.api.runtime import Runtime, runtime_dep
 from scnode_exchange.db import Base
 from scnode_exchange.ledger import Account, Asset, JournalEntry, Member, Posting
 from scnode_exchange.marketdata.queries import timestamp
@@ -27,7 +27,7 @@ from scnode_exchange.matching import Fill, OrderType, Side, TimeInForce
 from scnode_exchange.trading.models import Order, Trade
 from scnode_exchange.trading.service import PlaceResult
 
-RuntimeDep = Annotated[Runtime, Depends(runtime)]
+RuntimeDep = Annotated[Runtime, Depends(runtime_dep)]
 Limit = Annotated[int, Query(ge=1, le=500)]
 BeforeId = Annotated[int | None, Query(ge=1)]
 

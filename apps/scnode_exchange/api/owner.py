@@ -12,12 +12,12 @@ from sqlalchemy import select
 
 from scnode_exchange.api.auth import OwnerDep
 from scnode_exchange.api.member import balances
-from scnode_exchange.api.runtime import Runtime, runtime
+from scnode_exchange.api.runtime import Runtime, runtime_dep
 from scnode_exchange.ledger import Member
 from scnode_exchange.marketdata.queries import timestamp
 from scnode_exchange.owner import OwnerAuditEntry
 
-RuntimeDep = Annotated[Runtime, Depends(runtime)]
+RuntimeDep = Annotated[Runtime, Depends(runtime_dep)]
 Reason = Annotated[str, Field(min_length=3, max_length=500)]
 
 

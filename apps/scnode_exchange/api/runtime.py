@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from sqlalchemy import Engine, create_engine, event, func, select
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
@@ -30,10 +30,9 @@ from scnode_exchange.marketdata import (
     depth_changes,
     trades_between,
 )
-from scnode_exchange.matching import Fill, OrderType, Side, TimeInForce
+from scnode_exchange.matching import Done, Event, Fill, OrderType, Side, TimeInForce
 from scnode_exchange.owner import OwnerOperations
 from scnode_exchange.settings import ExchangeSettings
-from scnode_exchange.trading.models import Order
 from scnode_exchange.trading.service import (
     Exchange,
     OrderCommand,
@@ -92,6 +91,11 @@ class Runtime:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _pending: list[tuple[OrderCommand, asyncio.Future[PlaceResult]]] = field(default_factory=list)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    # the resting orders (id → member, market) and open orders per member, kept from the
+    # committed results so the open-order limit and cancel need no database read
+    _resting: dict[int, tuple[int, str]] = field(default_factory=dict)
+    _open_counts: dict[int, int] = field(default_factory=dict)
+    _resting_synced: bool = False
 
     def __post_init__(self) -> None:
         self.order_limiter = RateLimiter(
@@ -161,7 +165,7 @@ class Runtime:
     async def _place_batch(
         self, batch: list[tuple[OrderCommand, asyncio.Future[PlaceResult]]]
     ) -> None:
-        batch = await self._within_open_order_limit(batch)
+        batch = self._within_open_order_limit(batch)
         if not batch:
             return
         commands = [command for command, _ in batch]
@@ -171,6 +175,7 @@ class Runtime:
             try:
                 results = await self.run(self.exchange.place_orders, commands)
             except Exception as exc:  # the whole batch failed: every caller hears why
+                self._resting_synced = False  # the books may have been rebuilt
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(exc)
@@ -178,11 +183,14 @@ class Runtime:
             traded: set[str] = set()
             for command, result in zip(commands, results, strict=True):
                 if isinstance(result, PlaceResult):
+                    self._track(command, result)
                     self.metrics.orders.labels(command.market, result.status).inc()
                     fills = sum(isinstance(e, Fill) for e in result.events)
                     if fills:
                         self.metrics.fills.labels(command.market).inc(fills)
                         traded.add(command.market)
+                else:  # a failed single transaction rebuilt its book
+                    self._resting_synced = False
             for market in sorted(markets):
                 await self._publish(market, *before[market], market in traded)
         for (_, future), result in zip(batch, results, strict=True):
@@ -193,57 +201,89 @@ class Runtime:
             else:
                 future.set_result(result)
 
-    async def _within_open_order_limit(
+    def _sync_resting(self) -> None:
+        """Rebuild the resting-order index from the books when it may be stale."""
+        total = sum(len(book) for book in self.exchange.books.values())
+        if self._resting_synced and total == len(self._resting):
+            return
+        self._resting.clear()
+        self._open_counts.clear()
+        for market, book in self.exchange.books.items():
+            for order in book.open_orders():
+                self._resting[order.order_id] = (order.member_id, market)
+                self._open_counts[order.member_id] = self._open_counts.get(order.member_id, 0) + 1
+        self._resting_synced = True
+
+    def _forget(self, order_id: int) -> None:
+        found = self._resting.pop(order_id, None)
+        if found is not None:
+            self._open_counts[found[0]] -= 1
+
+    def _track(self, command: OrderCommand, result: PlaceResult) -> None:
+        """Apply one committed placement to the resting-order index."""
+        for happened in result.events:
+            if isinstance(happened, Done):
+                self._forget(happened.order_id)
+        if result.status == "open" and result.order_id not in self._resting:
+            self._resting[result.order_id] = (command.member_id, command.market)
+            self._open_counts[command.member_id] = self._open_counts.get(command.member_id, 0) + 1
+
+    def open_orders_of(self, member_id: int) -> int:
+        """How many open orders the member has (from the books, no database read)."""
+        self._sync_resting()
+        return self._open_counts.get(member_id, 0)
+
+    def _within_open_order_limit(
         self, batch: list[tuple[OrderCommand, asyncio.Future[PlaceResult]]]
     ) -> list[tuple[OrderCommand, asyncio.Future[PlaceResult]]]:
-        """Refuse orders beyond a member's open-order limit (one query per batch; every
+        """Refuse orders beyond a member's open-order limit (counted from the books; every
         queued order counts as if it will rest)."""
         limit = self.settings.max_open_orders_per_member
-        counts = await self.run(self._open_counts, {c.member_id for c, _ in batch})
+        self._sync_resting()
+        counts: dict[int, int] = {}
         kept = []
         for command, future in batch:
-            if counts.get(command.member_id, 0) >= limit:
-                future.set_exception(TooManyOpenOrdersError(f"at most {limit} open orders"))
+            member = command.member_id
+            count = counts.get(member, self._open_counts.get(member, 0))
+            if count >= limit:
+                if not future.done():
+                    future.set_exception(TooManyOpenOrdersError(f"at most {limit} open orders"))
                 continue
-            counts[command.member_id] = counts.get(command.member_id, 0) + 1
+            counts[member] = count + 1
             kept.append((command, future))
         return kept
 
-    def _open_counts(self, member_ids: set[int]) -> dict[int, int]:
-        query = (
-            select(Order.member_id, func.count())
-            .where(Order.member_id.in_(member_ids), Order.status == "open")
-            .group_by(Order.member_id)
-        )
-        with self.readers() as session:
-            return {member_id: int(count) for member_id, count in session.execute(query)}
-
     async def cancel(self, member_id: int, order_id: int) -> str:
         """Cancel one of the member's open orders (others' ids look missing); its market."""
+        market, _ = await self.cancel_events(member_id, order_id)
+        return market
+
+    async def cancel_events(self, member_id: int, order_id: int) -> tuple[str, list[Event]]:
+        """Cancel one of the member's open orders: its market and the committed events
+        (others' ids look missing: ``OrderNotFoundError``). The order is found in the books,
+        the cancel itself re-checks ownership in its transaction."""
         async with self.lock:
-            market = await self.run(self._open_order_market, member_id, order_id)
+            self._sync_resting()
+            found = self._resting.get(order_id)
+            if found is None or found[0] != member_id:
+                raise OrderNotFoundError(f"no open order {order_id}")
+            market = found[1]
             before_depth = self._depth_if_watched(market)
             before_seq = self.last_seq(market)
-            await self.run(self.exchange.cancel_order, member_id, order_id)
+            try:
+                events = await self.run(self.exchange.cancel_order, member_id, order_id)
+            except BaseException:
+                self._resting_synced = False
+                raise
+            self._forget(order_id)
             await self._publish(market, before_depth, before_seq, False)
-            return market
+            return market, events
 
     def _depth_if_watched(self, market: str) -> dict[str, list[list[int]]] | None:
         # the full depth is copied only when someone streams it
         if not self.feed.has_subscribers("orders", market):
             return None
         return depth(self.exchange.books[market], FULL_DEPTH)
-
-    def _open_order_market(self, member_id: int, order_id: int) -> str:
-        with self.readers() as session:
-            market = session.scalar(
-                select(Order.market).where(
-                    Order.id == order_id, Order.member_id == member_id, Order.status == "open"
-                )
-            )
-        if market is None:
-            raise OrderNotFoundError(f"no open order {order_id}")
-        return market
 
     async def _publish(
         self,
@@ -316,6 +356,12 @@ def make_read_engine(url: str, write_engine: Engine) -> Engine:
     event.listen(engine, "connect", _reader_connect)
     event.listen(engine, "begin", _reader_begin)
     return engine
+
+
+async def runtime_dep(conn: HTTPConnection) -> Runtime:
+    """Async dependency: the app's runtime, without a thread-pool hop (FastAPI runs a plain
+    ``def`` dependency in a worker thread)."""
+    return runtime(conn)
 
 
 def runtime(conn: HTTPConnection) -> Runtime:
