@@ -117,6 +117,8 @@ class ExchangeProcess:
             "LAB_MODE": "true",
             "ENVIRONMENT": "test",
             "COOKIE_SECURE": "false",
+            # follow broadcast withdrawals every second, not every 10 s: the test waits on it
+            "WITHDRAWAL_FOLLOW_SECONDS": "1",
             **{k: v if isinstance(v, str) else json.dumps(v) for k, v in settings.items()},
         }
         self.env_file = workdir / "exchange.env"
