@@ -140,8 +140,9 @@ class Runtime:
         return await future
 
     async def run_batches(self, stop: asyncio.Event) -> None:
-        """Group commit: place what queued up meanwhile in one transaction, publish its market
-        messages, then answer the callers. Runs until ``stop``; queued orders still go in."""
+        """Group commit: place what queued up meanwhile in one transaction, answer the callers
+        once it committed, publish its market messages. Runs until ``stop``; queued orders
+        still go in."""
         stopping = asyncio.ensure_future(stop.wait())
         try:
             while True:
@@ -191,15 +192,17 @@ class Runtime:
                         traded.add(command.market)
                 else:  # a failed single transaction rebuilt its book
                     self._resting_synced = False
+            # committed: answer the callers now (their awaits resume while the trades of
+            # the batch are read for the feed), then publish, still under the lock
+            for (_, future), result in zip(batch, results, strict=True):
+                if future.done():
+                    continue
+                if isinstance(result, Exception):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
             for market in sorted(markets):
                 await self._publish(market, *before[market], market in traded)
-        for (_, future), result in zip(batch, results, strict=True):
-            if future.done():
-                continue
-            if isinstance(result, Exception):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
 
     def _sync_resting(self) -> None:
         """Rebuild the resting-order index from the books when it may be stale."""
