@@ -167,10 +167,10 @@ def main() -> None:
             )
         with api.client() as client:
             cache = re.findall(
-                r'scnode_chain_api_address_cache_lookups\{result="(\w+)"\} (\S+)',
+                r'scnode_chain_api_read_cache_lookups\{read="(\w+)",result="(\w+)"\} (\S+)',
                 client.get("/metrics").text,
             )
-        print("address cache: " + ", ".join(f"{k} {float(v):.0f}" for k, v in cache))
+        print("read caches: " + ", ".join(f"{r} {k} {float(v):.0f}" for r, k, v in cache))
         api.stop()
     finally:
         pub.close(0)

@@ -20,6 +20,7 @@ from starlette.websockets import WebSocketDisconnect
 from scnode_chain_api import __version__
 from scnode_chain_api.events import EventBus
 from scnode_chain_api.metrics import ChainMetrics
+from scnode_chain_api.readcache import MarkedCache
 from scnode_chain_api.service import ChainService, RequestRefusedError
 from scnode_chain_api.settings import ChainApiSettings
 from scnode_chain_api.store import ChainApiStore
@@ -103,8 +104,13 @@ def create_app(settings: ChainApiSettings) -> FastAPI:
         wallet=settings.wallet,
         address_cache_seconds=settings.address_cache_seconds,
     )
-    metrics.address_cache.labels(result="hit").set_function(lambda: service.cache_hits)
-    metrics.address_cache.labels(result="miss").set_function(lambda: service.cache_misses)
+    caches: dict[str, MarkedCache[Any]] = {
+        "address": service.received_cache,
+        "balance": service.balance_cache,
+    }
+    for name, cache in caches.items():
+        metrics.read_cache.labels(read=name, result="hit").set_function(_counter(cache, "hits"))
+        metrics.read_cache.labels(read=name, result="miss").set_function(_counter(cache, "misses"))
     original_publish = bus.publish
 
     def counted_publish(kind: str, data: dict[str, Any]) -> Any:
@@ -455,3 +461,7 @@ def _ws_token(websocket: WebSocket) -> str | None:
 def _jsonable(value: Any) -> Any:
     """RPC results carry Decimals; JSON responses must keep them as exact numbers."""
     return json.loads(json.dumps(value, default=str))
+
+
+def _counter(cache: MarkedCache[Any], attribute: str) -> Callable[[], float]:
+    return lambda: float(getattr(cache, attribute))

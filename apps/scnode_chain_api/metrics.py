@@ -38,10 +38,11 @@ class ChainMetrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
             registry=self.registry,
         )
-        self.address_cache = Gauge(
-            "scnode_chain_api_address_cache_lookups",
-            "deposit-address reads served from memory (hit) or asked of the wallet (miss)",
-            ["result"],
+        self.read_cache = Gauge(
+            "scnode_chain_api_read_cache_lookups",
+            "reads (deposit address, wallet balance) served from memory (hit) or asked of the "
+            "wallet (miss)",
+            ["read", "result"],
             registry=self.registry,
         )
         self.info = Gauge("scnode_chain_api_info", "instance", list(labels), registry=self.registry)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from scnode_chain_api.readcache import MarkedCache
 from scnode_chain_api.store import ChainApiStore
 from scnode_chain_api.watcher import ChainWatcher
 from scnode_core.chain_rpc import ChainRpcClient, ChainRpcError, from_sats, to_sats
@@ -48,7 +49,7 @@ class ChainService:
         *,
         chain: str,
         wallet: str,
-        address_cache_seconds: float = 2.0,
+        address_cache_seconds: float = 10.0,
     ) -> None:
         self.rpc = rpc
         self.store = store
@@ -56,13 +57,10 @@ class ChainService:
         self.chain = chain
         self.wallet = wallet
         self._send_locks: dict[str, asyncio.Lock] = {}
-        self._cache_seconds = address_cache_seconds
-        # (address, min_conf) -> (change mark, expiry, amounts); and the lookups in flight, so a
-        # burst of identical reads costs the daemon one pair of calls.
-        self._received_cache: dict[tuple[str, int], tuple[tuple[int, int], float, Received]] = {}
-        self._received_inflight: dict[tuple[str, int], asyncio.Future[Received]] = {}
-        self.cache_hits = 0
-        self.cache_misses = 0
+        # Reads the watcher can invalidate (see readcache): deposit addresses' received
+        # amounts, and the wallet balance.
+        self.received_cache: MarkedCache[Received] = MarkedCache(address_cache_seconds)
+        self.balance_cache: MarkedCache[dict[str, int]] = MarkedCache(address_cache_seconds)
 
     async def _w(self, method: str, *params: Any, **named: Any) -> Any:
         if named:
@@ -169,54 +167,16 @@ class ChainService:
         }
 
     async def _received(self, address: str, min_conf: int, *, cacheable: bool) -> Received:
-        """(received with 0 conf, received with ``min_conf``) in sats.
-
-        Deposit addresses are read through a short cache that the watcher invalidates: the
-        entry is used only while the address's change mark (new tx to it, any block, any
-        mempool removal, any output change) is the one it was read under, and for at most
-        ``address_cache_seconds``. Without ZMQ there is no mark and every read asks the wallet.
-        """
-        mark = self.watcher.change_mark(address) if cacheable and self._cache_seconds else None
-        if mark is None:
+        """(received with 0 conf, received with ``min_conf``) in sats; deposit addresses through
+        the watcher-invalidated cache (a new tx to the address, any block, any mempool removal,
+        any output change end an entry)."""
+        if not cacheable:
             return await self._ask_received(address, min_conf)
-        key = (address, min_conf)
-        loop = asyncio.get_running_loop()
-        cached = self._received_cache.get(key)
-        if cached is not None and cached[0] == mark and cached[1] > loop.time():
-            self.cache_hits += 1
-            return cached[2]
-        inflight = self._received_inflight.get(key)
-        if inflight is not None:
-            self.cache_hits += 1
-            try:
-                return await asyncio.shield(inflight)
-            except asyncio.CancelledError:
-                if not inflight.cancelled():
-                    raise  # this request itself was cancelled
-                return await self._ask_received(address, min_conf)  # the leader's client left
-        self.cache_misses += 1
-        future: asyncio.Future[Received] = loop.create_future()
-        self._received_inflight[key] = future
-        try:
-            value = await self._ask_received(address, min_conf)
-        except asyncio.CancelledError:
-            future.cancel()
-            raise
-        except Exception as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved here; waiters re-raise it
-            raise
-        else:
-            future.set_result(value)
-            # Only cache what was read under a mark that still holds: a change during the read
-            # may or may not be in the answer.
-            if self.watcher.change_mark(address) == mark:
-                if len(self._received_cache) > 10_000:
-                    self._received_cache.clear()
-                self._received_cache[key] = (mark, loop.time() + self._cache_seconds, value)
-            return value
-        finally:
-            del self._received_inflight[key]
+        return await self.received_cache.get(
+            (address, min_conf),
+            lambda: self.watcher.change_mark(address),
+            lambda: self._ask_received(address, min_conf),
+        )
 
     async def _ask_received(self, address: str, min_conf: int) -> Received:
         received, confirmed = await asyncio.gather(
@@ -255,6 +215,13 @@ class ChainService:
         }
 
     async def balance(self) -> dict[str, Any]:
+        """The wallet's balances, through the cache: any transaction seen, block or mempool
+        removal (and our own sends) ends the entry."""
+        return dict(
+            await self.balance_cache.get("balance", self.watcher.wallet_mark, self._ask_balance)
+        )
+
+    async def _ask_balance(self) -> dict[str, int]:
         mine = (await self._w("getbalances"))["mine"]
         return {
             "trusted_sats": to_sats(mine.get("trusted", 0)),
@@ -333,11 +300,13 @@ class ChainService:
         try:
             txid = str(await self._w("sendtoaddress", **named))
         except ChainRpcError as exc:
+            self.watcher.touch()
             status, reason = _send_refusal(exc)
             if status is None:
                 raise  # not a definite refusal: stays pending, a retry reconciles
             self.store.finish_send(key, error_code=exc.code, error=exc.message)
             raise RequestRefusedError(status, reason) from None
+        self.watcher.touch()  # the balance changed now, whatever ZMQ says later
         self.store.finish_send(key, txid=txid)
         return SendResult(txid, key, replayed=False)
 

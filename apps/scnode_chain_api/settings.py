@@ -34,9 +34,11 @@ class ChainApiSettings(BaseSettings):
     # for its own N; events keep flowing until this depth so reorgs are still seen).
     track_confirmations: int = Field(default=100, ge=1, le=1000)
     event_retention: int = Field(default=100_000, ge=1000)
-    # How long a deposit address's received amounts may be served from memory; the watcher's
-    # ZMQ-driven change marks end an entry earlier (new tx, block, mempool removal). 0 = never.
-    address_cache_seconds: float = Field(default=2.0, ge=0, le=60)
+    # Longest a deposit address's received amounts or the wallet balance are served from
+    # memory. The watcher's ZMQ-driven change marks end an entry as soon as something may have
+    # changed (a tx, a block, a mempool removal, a ZMQ gap, our own send); this lifetime only
+    # bounds staleness should ZMQ messages be lost unnoticed. 0 = never cache.
+    address_cache_seconds: float = Field(default=10.0, ge=0, le=60)
     environment: Literal["production", "development", "test"] = "production"
 
     @field_validator("path_prefix")

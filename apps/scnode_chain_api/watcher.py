@@ -86,6 +86,7 @@ class ChainWatcher:
         # output to a watched address bumps that address's one (see change_mark()).
         self._global_changes = 0
         self._address_changes: dict[str, int] = {}
+        self._wallet_changes = 0  # any ZMQ message at all, and our own sends
 
     # -- addresses -------------------------------------------------------------------------
     async def watch(self, address: str, label: str) -> None:
@@ -125,7 +126,19 @@ class ChainWatcher:
             return None
         return (self._global_changes, self._address_changes.get(address, 0))
 
+    def wallet_mark(self) -> int | None:
+        """Like change_mark() for the whole wallet: moves with every transaction seen (ours
+        or not), block, mempool removal and send through this API; None without ZMQ."""
+        if self.change_mark("") is None:
+            return None
+        return self._wallet_changes
+
+    def touch(self) -> None:
+        """Something changed the wallet outside ZMQ's view so far (e.g. our own send)."""
+        self._changed()
+
     def _changed(self, address: str | None = None) -> None:
+        self._wallet_changes += 1
         if address is None:
             self._global_changes += 1
         else:
@@ -195,9 +208,11 @@ class ChainWatcher:
                 if expected is not None and seq != expected:
                     # Messages were dropped (HWM, restart): the wallet is the truth, catch up.
                     self.zmq_gaps += 1
+                    self._changed()  # what was missed may have changed anything
                     self.poke()
                 counters[name] = (seq + 1) & 0xFFFFFFFF
                 self.zmq_messages += 1
+                self._wallet_changes += 1
                 await self._on_zmq(name, body)
         finally:
             sock.close(linger=0)

@@ -139,7 +139,9 @@ def test_cached_address_reads_follow_payments_blocks_and_reorgs_at_once(
         assert amounts() == (70_000, 0)  # unconfirmed again, no longer confirmed
     with api.client() as client:
         metrics = client.get("/metrics").text
-    hits = re.search(r'scnode_chain_api_address_cache_lookups\{result="hit"\} (\S+)', metrics)
+    hits = re.search(
+        r'scnode_chain_api_read_cache_lookups\{read="address",result="hit"\} (\S+)', metrics
+    )
     assert hits is not None and float(hits.group(1)) >= 1
 
 

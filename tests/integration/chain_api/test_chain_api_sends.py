@@ -66,3 +66,35 @@ def test_a_send_whose_answer_was_lost_is_found_not_repeated(
         if t["category"] == "send" and t.get("comment") == comment
     }
     assert sends == {retry.json()["txid"]}
+
+
+def test_cached_balance_moves_at_once_with_blocks_and_our_sends(
+    funded_node: ChainNode, start_chain_api: Callable[..., ChainApi]
+) -> None:
+    # A cache lifetime far longer than the test: each new figure must come from invalidation.
+    api = start_chain_api(funded_node, ADDRESS_CACHE_SECONDS="60")
+    mine = funded_node.rpc("getnewaddress", wallet="wallet")
+
+    def balance() -> dict[str, int]:
+        with api.client() as client:
+            body: dict[str, int] = client.get("/v1/wallet/balance").json()
+        return body
+
+    first = balance()
+    assert balance() == first  # served from memory
+    funded_node.mine(1, mine)  # one more coinbase immature, an older one matures
+    deadline = time.monotonic() + 10
+    while balance() == first:
+        assert time.monotonic() < deadline, "the block never reached the cached balance"
+        time.sleep(0.05)
+    after_block = balance()
+    assert after_block["trusted_sats"] > first["trusted_sats"]
+    body = {"address": mine, "amount_sats": 10_000, "idempotency_key": "cache-check-0001"}
+    with api.client("send") as client:
+        assert client.post("/v1/send", json=body).status_code == 201
+    after_send = balance()  # at once: the send itself ends the entry, no ZMQ wait
+    assert after_send != after_block
+    assert (
+        after_send["trusted_sats"] + after_send["untrusted_pending_sats"]
+        < (after_block["trusted_sats"])
+    )
