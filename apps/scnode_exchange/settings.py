@@ -105,6 +105,10 @@ class ExchangeSettings(BaseSettings):
     withdrawal_batch: int = Field(default=50, ge=1, le=10_000)
     withdrawal_follow_seconds: float = Field(default=10.0, ge=0, le=3600)
     withdrawal_key_prefix: str = Field(default="wd", pattern=r"^[A-Za-z0-9_.:]{1,40}$")
+    # mining payout split per pool (btc, azc): chain/stats API URLs and keys, fee, window start
+    # (JSON, see scnode_exchange.mining.settings.PoolSettings); none configured = no watcher
+    mining_pools: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    mining_interval: float = Field(default=30.0, gt=0, le=3600)
     market_stats_interval_seconds: float = Field(default=2.0, gt=0)
     # lab only: a password-less dev login by handle; never on a real node
     lab_mode: bool = False

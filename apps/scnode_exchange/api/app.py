@@ -35,7 +35,12 @@ from scnode_exchange.api.auth import (
     current_member,
     current_owner,
 )
-from scnode_exchange.api.integrations import optional_module, start_deposits, start_withdrawals
+from scnode_exchange.api.integrations import (
+    optional_module,
+    start_deposits,
+    start_mining,
+    start_withdrawals,
+)
 from scnode_exchange.api.ratelimit import RateLimiter
 from scnode_exchange.api.runtime import (
     ExchangeMetrics,
@@ -133,7 +138,11 @@ def create_app(
             asyncio.create_task(rt.run_batches(stop), name="order-batches"),
             asyncio.create_task(market.publish_stats(rt, stop), name="market-stats"),
         ]
-        workers = [start_withdrawals(app, settings, rt), start_deposits(app, settings, rt)]
+        workers = [
+            start_withdrawals(app, settings, rt),
+            start_deposits(app, settings, rt),
+            start_mining(app, settings, rt),
+        ]
         for worker in workers:
             if worker is not None:
                 tasks.append(asyncio.create_task(worker.run(stop), name=type(worker).__name__))
@@ -193,7 +202,11 @@ def create_app(
     app.include_router(member.build_router())
     app.include_router(trade_ws.build_router())
     app.include_router(owner.build_router())
-    for package in ("scnode_exchange.deposits.api", "scnode_exchange.withdrawals.api"):
+    for package in (
+        "scnode_exchange.deposits.api",
+        "scnode_exchange.withdrawals.api",
+        "scnode_exchange.mining.api",
+    ):
         module = optional_module(package)
         if module is not None and hasattr(module, "build_router"):
             app.include_router(module.build_router(current_member, current_owner))

@@ -156,3 +156,16 @@ def start_deposits(app: FastAPI, settings: ExchangeSettings, rt: Runtime) -> Any
         app.state.deposit_service = AuditedDeposits(worker.service, rt.sessions)
         app.state.deposit_clients = getattr(worker, "clients", {})
     return worker
+
+
+def start_mining(app: FastAPI, settings: ExchangeSettings, rt: Runtime) -> Any | None:
+    """The mining payout watchers to run (the mining package's ``build_worker``; None without
+    configured pools or without the package). Their service also serves the mining router."""
+    module = optional_module("scnode_exchange.mining.settings")
+    build = getattr(module, "build_worker", None) if module is not None else None
+    if build is None:
+        return None
+    worker = build(settings, rt.sessions)
+    if worker is not None and hasattr(worker, "service"):
+        app.state.mining_service = worker.service
+    return worker
