@@ -2,41 +2,22 @@
 
 from __future__ import annotations
 
-import argparse
-import logging
 import sys
 
-import uvicorn
-from pydantic import ValidationError
-
+from scnode_core import cli
 from scnode_stratum.app import create_app
 from scnode_stratum.settings import StratumApiSettings
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="scnode-stratum-api", description=__doc__)
-    parser.add_argument("--env-file", help="settings file (SCNODE_STRATUM_API_* lines)")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8411)
-    parser.add_argument("--log-level", default="info")
+    parser = cli.parser("scnode-stratum-api", __doc__, "SCNODE_STRATUM_API_")
+    cli.add_listen_arguments(parser, 8411)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    try:
-        settings = StratumApiSettings(_env_file=args.env_file)  # type: ignore[call-arg]
-    except ValidationError as exc:
-        for error in exc.errors():
-            field = ".".join(str(p) for p in error["loc"])
-            print(f"setting SCNODE_STRATUM_API_{field.upper()}: {error['msg']}", file=sys.stderr)
+    cli.setup_logging(args.log_level)
+    settings = cli.load_settings(StratumApiSettings, args.env_file)
+    if settings is None:
         return 2
-    uvicorn.run(
-        create_app(settings),
-        host=args.host,
-        port=args.port,
-        log_level=args.log_level,
-        proxy_headers=False,
-        server_header=False,
-        timeout_keep_alive=75,
-    )
+    cli.serve(create_app(settings), args.host, args.port, args.log_level)
     return 0
 
 

@@ -6,17 +6,17 @@ The schema must already be migrated (the exchange app does it; ``--upgrade`` doe
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
-import signal
 import sys
 
 from pydantic import ValidationError
 
+from scnode_core import cli
 from scnode_exchange.chainclient import ChainApiClient
 from scnode_exchange.db import make_engine, make_sessionmaker, upgrade
+from scnode_exchange.runner import stop_on_signals
 from scnode_exchange.withdrawals.chain import ChainApiSender
 from scnode_exchange.withdrawals.service import WithdrawalService
 from scnode_exchange.withdrawals.settings import WithdrawalSettings
@@ -45,10 +45,7 @@ async def serve(settings: WithdrawalSettings) -> None:
         follow_seconds=settings.withdrawal_follow_seconds,
         crash_at=settings.crash_at,
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     try:
         await worker.run(stop)
     finally:
@@ -59,14 +56,10 @@ async def serve(settings: WithdrawalSettings) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="scnode-exchange-withdrawals", description=__doc__)
-    parser.add_argument("--env-file", help="settings file (SCNODE_EXCHANGE_* lines)")
+    parser = cli.parser("scnode-exchange-withdrawals", __doc__, "SCNODE_EXCHANGE_")
     parser.add_argument("--upgrade", action="store_true", help="migrate the schema first")
-    parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    cli.setup_logging(args.log_level, "%(asctime)s " + cli.LOG_FORMAT)
     try:
         settings = WithdrawalSettings(_env_file=args.env_file)  # type: ignore[call-arg]
         settings.policies()
