@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+# Both packages ship in the wheel: a broken import must fail here, never skip.
+import scnode_exchange.deposits.api
+import scnode_exchange.withdrawals.api  # noqa: F401
 from scnode_exchange.api.app import create_app
 from scnode_exchange.api.integrations import AuditedDeposits
 from tests.unit.apps.exchange.api.node import Node, make_settings
-
-pytest.importorskip("scnode_exchange.withdrawals.api", reason="withdrawals package not present")
-pytest.importorskip("scnode_exchange.deposits.api", reason="deposits package not present")
 
 ADDRESS = "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4"  # BIP-173 test vector
 
