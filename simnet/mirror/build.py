@@ -155,11 +155,18 @@ sys.exit(1)
 """
 
 
-def build_plugins_repo(out: Path) -> Path | None:
+PLUGINS_FILES: tuple[tuple[str, str, int], ...] = (
+    ("README.md", "SIMULATION: simnet copy of lightningd/plugins (cl-zmq)\n", 0o644),
+    ("cl-zmq/cl-zmq.py", CL_ZMQ_PLUGIN, 0o755),
+    ("cl-zmq/requirements.txt", "pyln-client\npyzmq\n", 0o644),
+)
+
+
+def build_plugins_repo(out: Path) -> str | None:
     """A git repository like lightningd/plugins with `cl-zmq/cl-zmq.py`, as `reckless` clones it.
 
     Served over git's dumb HTTP protocol at `/lightningd/plugins` and `/lightningd/plugins.git`.
-    Returns None when no `git` is installed.
+    Returns the commit id, or None when no `git` is installed.
     """
     git = shutil.which("git")
     if git is None:
@@ -179,26 +186,52 @@ def build_plugins_repo(out: Path) -> Path | None:
     target = out / "lightningd" / "plugins"
     with tempfile.TemporaryDirectory() as work:
         tree = Path(work) / "plugins"
-        (tree / "cl-zmq").mkdir(parents=True)
-        plugin = tree / "cl-zmq" / "cl-zmq.py"
-        plugin.write_text(CL_ZMQ_PLUGIN)
-        plugin.chmod(0o755)
-        (tree / "cl-zmq" / "requirements.txt").write_text("pyln-client\npyzmq\n")
-        (tree / "README.md").write_text("SIMULATION: simnet copy of lightningd/plugins (cl-zmq)\n")
+        for rel, content, mode in PLUGINS_FILES:
+            path = tree / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(content)
+            path.chmod(mode)
 
-        def run(*args: str, cwd: Path = tree) -> None:
-            subprocess.run([git, *args], cwd=cwd, env=env, check=True, capture_output=True)
+        def run(*args: str, cwd: Path = tree) -> str:
+            done = subprocess.run(
+                [git, *args], cwd=cwd, env=env, check=True, capture_output=True, text=True
+            )
+            return done.stdout.strip()
 
         run("init", "-q", "-b", "master")
         run("add", "-A")
         run("commit", "-q", "-m", "cl-zmq (simnet SIMULATION)")
+        commit = run("rev-parse", "HEAD")
         shutil.rmtree(target, ignore_errors=True)
         target.parent.mkdir(parents=True, exist_ok=True)
         run("clone", "-q", "--bare", str(tree), str(target), cwd=Path(work))
     subprocess.run([git, "update-server-info"], cwd=target, env=env, check=True)
     shutil.rmtree(target.with_name("plugins.git"), ignore_errors=True)
     shutil.copytree(target, target.with_name("plugins.git"))
-    return target
+    return commit
+
+
+def build_plugins_archive(out: Path, commit: str | None) -> Path:
+    """GitHub's source archive of the plugins repository at `commit`, for pinned offline installs.
+
+    Written as `/lightningd/plugins/archive/<commit>.tar.gz` (GitHub's URL) with the top
+    directory `plugins-<commit>/`. GitHub publishes no checksum for it; the mirror adds a
+    `SHA256SUMS` beside it so roles and the lab can pin it the same way everywhere. Without git
+    the commit id is a SHA-1 over the tree's files (stable across builds).
+    """
+    if commit is None:
+        digest = hashlib.sha1(usedforsecurity=False)
+        for rel, content, mode in PLUGINS_FILES:
+            digest.update(f"{rel}\0{mode:o}\0{content}\0".encode())
+        commit = digest.hexdigest()
+    entries = [(f"plugins-{commit}/{rel}", c.encode(), m) for rel, c, m in PLUGINS_FILES]
+    directory = out / "lightningd" / "plugins" / "archive"
+    directory.mkdir(parents=True, exist_ok=True)
+    name = f"{commit}.tar.gz"
+    data = _tar_bytes(entries, "gz")
+    (directory / name).write_bytes(data)
+    (directory / "SHA256SUMS").write_text(f"{hashlib.sha256(data).hexdigest()}  {name}\n")
+    return directory / name
 
 
 def build(out: Path, products: list[Product] | None = None) -> list[Asset]:
@@ -223,7 +256,7 @@ def build(out: Path, products: list[Product] | None = None) -> list[Asset]:
             assets.append(
                 Asset(product.key, version, f"/{rel_dir}/{name}", digest, f"/{rel_dir}/{sums_name}")
             )
-    build_plugins_repo(out)
+    build_plugins_archive(out, build_plugins_repo(out))
     manifest = [asset.__dict__ for asset in assets]
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return assets

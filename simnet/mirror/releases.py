@@ -18,6 +18,10 @@ workflows):
   `miner-apps-x86_64-unknown-linux-musl.tar.gz` with `./translator/translator_sv2` and
   `./translator/translator-config.toml`. Upstream publishes no checksum file (GitHub shows asset
   digests); the mirror adds a `SHA256SUMS` so roles can verify the same way everywhere.
+- lightningd/plugins (cl-zmq, for `reckless`-style installs): the git repository at
+  `/lightningd/plugins(.git)` and GitHub's source archive of its commit,
+  `/lightningd/plugins/archive/<commit>.tar.gz` (top directory `plugins-<commit>/`), with a
+  mirror-made `SHA256SUMS` beside it (GitHub publishes none).
 """
 
 from __future__ import annotations

@@ -227,3 +227,22 @@ def test_installed_translator_serves_miners(
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_cl_zmq_source_archive_is_pinnable(release_mirror: ReleaseMirror, tmp_path: Path) -> None:
+    """GitHub's archive of the plugins repo at one commit, listed in the mirror's SHA256SUMS."""
+    sums = _get(release_mirror.base_url + "/lightningd/plugins/archive/SHA256SUMS").decode()
+    digest, name = sums.split()
+    assert name.endswith(".tar.gz")
+    commit = name.removesuffix(".tar.gz")
+    assert len(commit) == 40
+    data = _get(f"{release_mirror.base_url}/lightningd/plugins/archive/{name}")
+    assert hashlib.sha256(data).hexdigest() == digest
+    (tmp_path / name).write_bytes(data)
+    with tarfile.open(tmp_path / name) as tar:
+        plugin = tar.getmember(f"plugins-{commit}/cl-zmq/cl-zmq.py")
+        assert plugin.mode & 0o111
+        assert tar.getmember(f"plugins-{commit}/cl-zmq/requirements.txt").isfile()
+    if shutil.which("git") is not None:
+        refs = _get(release_mirror.base_url + "/lightningd/plugins/info/refs").decode()
+        assert commit in refs  # the archive is the clone's commit
