@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from scnode_core.apikeys import ApiKeyError, ApiKeyStore
 from scnode_exchange import __version__
-from scnode_exchange.api import market, member, owner, trade_ws
+from scnode_exchange.api import dashboard, market, member, owner, trade_ws
 from scnode_exchange.api.auth import (
     OWNER_SCOPE,
     SESSION_COOKIE,
@@ -202,6 +202,7 @@ def create_app(
     app.include_router(member.build_router())
     app.include_router(trade_ws.build_router())
     app.include_router(owner.build_router())
+    app.include_router(dashboard.build_router())
     for package in (
         "scnode_exchange.deposits.api",
         "scnode_exchange.withdrawals.api",
