@@ -193,7 +193,11 @@ def _read_file(opts: Options, path: Path, source: str) -> None:
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
-        name, value = _split(line)
+        # lightningd's own form is `include <path>` (common/configdir.c); `include=` is taken too
+        if line.startswith("include ") or line.startswith("include\t"):
+            name, value = "include", line[len("include") :].strip()
+        else:
+            name, value = _split(line)
         if name == "include":
             _read_file(opts, (path.parent / value), f"{source} (include)")
             continue
