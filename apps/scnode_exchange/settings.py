@@ -110,6 +110,11 @@ class ExchangeSettings(BaseSettings):
     mining_pools: dict[str, dict[str, Any]] = Field(default_factory=dict)
     mining_interval: float = Field(default=30.0, gt=0, le=3600)
     market_stats_interval_seconds: float = Field(default=2.0, gt=0)
+    # solvency check (holdings vs member liabilities, scnode_exchange.solvency): seconds between
+    # checks (0 = no periodic check), and how many checks in a row must see a shortfall
+    # before the alert is raised (bridges the moment between a wallet change and its booking)
+    solvency_interval_seconds: float = Field(default=60.0, ge=0, le=86_400)
+    solvency_confirm_checks: int = Field(default=2, ge=1, le=100)
     # lab only: a password-less dev login by handle; never on a real node
     lab_mode: bool = False
     environment: Literal["production", "development", "test"] = "production"

@@ -59,6 +59,7 @@ from scnode_exchange.ledger import (
 )
 from scnode_exchange.owner import OwnerOperations
 from scnode_exchange.settings import ExchangeSettings
+from scnode_exchange.solvency import start_solvency
 from scnode_exchange.trading.service import Exchange, OrderNotFoundError
 
 log = logging.getLogger(__name__)
@@ -142,6 +143,7 @@ def create_app(
             start_withdrawals(app, settings, rt),
             start_deposits(app, settings, rt),
             start_mining(app, settings, rt),
+            start_solvency(app, settings, rt),
         ]
         for worker in workers:
             if worker is not None:
@@ -207,6 +209,7 @@ def create_app(
         "scnode_exchange.deposits.api",
         "scnode_exchange.withdrawals.api",
         "scnode_exchange.mining.api",
+        "scnode_exchange.solvency.api",
     ):
         module = optional_module(package)
         if module is not None and hasattr(module, "build_router"):
