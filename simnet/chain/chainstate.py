@@ -112,6 +112,7 @@ class ChainState:
         self.mempool: dict[bytes, MempoolEntry] = {}
         self.mempool_spends: dict[Outpoint, bytes] = {}
         self.mempool_seq = 1
+        self.fee_deltas: dict[bytes, int] = {}  # prioritisetransaction (sats), kept until mined
         self.prune_height = 0
         self.listeners: list[Callable[[ChainEvent], None]] = []
         self._seq = 0
@@ -266,6 +267,7 @@ class ChainState:
         # Mempool: drop what the block confirmed (no "R") and what it conflicts with ("R").
         for tx in entry.block.vtx[1:]:
             txid = bytes(tx.GetTxid())
+            self.fee_deltas.pop(txid, None)  # Core clears a mined transaction's priority
             if txid in self.mempool:
                 self._remove_mempool(txid, by_block=True)
             for txin in tx.vin:
@@ -391,10 +393,20 @@ class ChainState:
 
     # --- mining ------------------------------------------------------------------------------
 
+    def modified_fee(self, txid: bytes) -> int:
+        """The fee with prioritisetransaction's delta: what block assembly ranks by."""
+        return self.mempool[txid].fee + self.fee_deltas.get(txid, 0)
+
     def block_template(self) -> list[CTransaction]:
+        # as Core's BlockAssembler: a transaction whose modified fee rate is below
+        # -blockmintxfee (1 sat/vB up to v29, 0.001 sat/vB from v30) is left out, and so are
+        # its descendants
+        min_per_kvb = 1 if self.params.v30 else 1000
         chosen: list[CTransaction] = []
         have: set[bytes] = set()
         for txid, entry in self.mempool.items():
+            if self.modified_fee(txid) * 1000 < min_per_kvb * entry.vsize:
+                continue
             if all(
                 (bytes(i.prevout.hash), i.prevout.n) in self.utxo or bytes(i.prevout.hash) in have
                 for i in entry.tx.vin

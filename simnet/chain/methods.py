@@ -619,7 +619,7 @@ def mempool_entry_json(node: Node, txid: bytes) -> dict[str, Any]:
         "wtxid": hexid(blk.wtxid(m.tx)),
         "fees": {
             "base": amount(m.fee),
-            "modified": amount(m.fee),
+            "modified": amount(chain.modified_fee(txid)),
             "ancestor": amount(m.fee),
             "descendant": amount(m.fee),
         },
@@ -656,6 +656,26 @@ def getmempoolentry(ctx: Ctx, txid: Any) -> dict[str, Any]:
     if h not in ctx.node.chain.mempool:
         raise RPCError(RPC_INVALID_ADDRESS_OR_KEY, "Transaction not in mempool")
     return mempool_entry_json(ctx.node, h)
+
+
+@rpc(
+    "prioritisetransaction",
+    [A("txid", "string", True), A("dummy", "number"), A("fee_delta", "number", True)],
+    "Accepts the transaction into mined blocks at a higher (or lower) priority.",
+    "mining",
+)
+def prioritisetransaction(ctx: Ctx, txid: Any, dummy: Any, fee_delta: Any) -> bool:
+    if dummy is not None and int(dummy) != 0:
+        raise RPCError(
+            RPC_INVALID_PARAMETER,
+            "Priority is no longer supported, dummy argument to prioritisetransaction must be 0.",
+        )
+    key = parse_hash(txid, "txid")
+    chain = ctx.node.chain
+    chain.fee_deltas[key] = chain.fee_deltas.get(key, 0) + int(fee_delta)
+    if chain.fee_deltas[key] == 0:
+        del chain.fee_deltas[key]
+    return True
 
 
 @rpc("getmempoolinfo", [], "Returns details on the active state of the TX memory pool.")
@@ -1127,6 +1147,24 @@ def generatetoaddress(ctx: Ctx, nblocks: Any, address: Any, maxtries: Any) -> li
     except AddressError as exc:
         raise RPCError(RPC_INVALID_ADDRESS_OR_KEY, "Error: Invalid address") from exc
     return [ctx.node.mine_block(script).hex_hash for _ in range(int(nblocks))]
+
+
+@rpc(
+    "generatetodescriptor",
+    [A("num_blocks", "number", True), A("descriptor", "string", True), A("maxtries", "number")],
+    "Mine to a specified descriptor and return the block hashes.",
+    "mining",
+)
+def generatetodescriptor(ctx: Ctx, num_blocks: Any, descriptor: Any, maxtries: Any) -> list[str]:
+    node = ctx.node
+    desc = parse_descriptor(str(descriptor), node.params)
+    scripts = desc.expand(0, node.params)
+    if len(scripts) != 1 or (desc.key is not None and desc.key.ranged):
+        raise RPCError(
+            RPC_INVALID_ADDRESS_OR_KEY,
+            "Ranged descriptor not accepted. Maybe pass through deriveaddresses first?",
+        )
+    return [node.mine_block(scripts[0].script).hex_hash for _ in range(int(num_blocks))]
 
 
 @rpc(
