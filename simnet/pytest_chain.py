@@ -16,6 +16,7 @@ import base64
 import hashlib
 import hmac
 import http.client
+import importlib
 import json
 import os
 import secrets
@@ -36,6 +37,8 @@ import pytest
 from simnet.ports import free_port as free_port
 
 ZMQ_TOPICS = ("hashblock", "hashtx", "rawblock", "rawtx", "sequence")
+# a real daemon instead of the stand-in when set (tests/daemons.py, docs/real-daemons.md)
+REAL_ENV = {"bitcoin": "SCNODE_REAL_BITCOIND", "azcoin": "SCNODE_REAL_AZCOIND"}
 
 
 class ChainRPCError(Exception):
@@ -56,7 +59,16 @@ def make_rpcauth(user: str, password: str) -> str:
 
 
 class ChainNode:
-    """Handle on one running stand-in daemon."""
+    """Handle on one running chain daemon: the stand-in, or — when the coin's
+    `SCNODE_REAL_<COIN>D` variable names a binary — a real daemon (tests/daemons.py), so the
+    same tests run in both modes."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> ChainNode:
+        coin = args[1] if len(args) > 1 else kwargs.get("coin", "")
+        if cls is ChainNode and os.environ.get(REAL_ENV.get(coin, ""), ""):
+            real: type[ChainNode] = importlib.import_module("tests.daemons").RealChainNode
+            return object.__new__(real)
+        return object.__new__(cls)
 
     def __init__(
         self,
@@ -129,6 +141,26 @@ class ChainNode:
         if self.emulate:
             cmd.append(f"--emulate={self.emulate}")
         return cmd + self.extra_args
+
+    @property
+    def cli_command(self) -> list[str]:
+        """The `bitcoin-cli` of this node with its datadir, conf and credentials (append the
+        method and arguments)."""
+        return [
+            sys.executable,
+            "-m",
+            "simnet.cli",
+            f"--coin={self.coin}",
+            f"-datadir={self.datadir}",
+            f"-conf={self.conf_path}",
+            f"-rpcuser={self.user}",
+            f"-rpcpassword={self.password}",
+        ]
+
+    @property
+    def real(self) -> bool:
+        """True on a real daemon (tests/daemons.py), False on the stand-in."""
+        return False
 
     def _new_ports(self) -> None:
         self.rpc_port, self.p2p_port, self.control_port = free_port(), free_port(), free_port()
@@ -371,6 +403,7 @@ def chain_node(start_chain_node: Callable[..., ChainNode]) -> ChainNode:
 
 
 __all__ = [
+    "REAL_ENV",
     "ChainNode",
     "ChainRPCError",
     "chain_node",
