@@ -298,7 +298,7 @@ def extract_archive(source: str, directory: str, expected: list[dict[str, Any]])
             if handle is None:
                 raise BackupError("cannot read %r from the backup archive" % name)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as out, handle:
+            with handle, os.fdopen(fd, "wb") as out:
                 shutil.copyfileobj(handle, out)
             if sha256_file(path) != wanted[name]["sha256"]:
                 raise BackupError("%s in the archive does not match its manifest entry" % name)
@@ -413,7 +413,7 @@ def expired(
                 break
             seen.append(key)
             keep.add(path)
-    return [path for _, path in ordered if path not in keep]
+    return [path for _created, path in ordered if path not in keep]
 
 
 def remove_backup(manifest_path: str) -> list[str]:

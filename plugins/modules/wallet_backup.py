@@ -114,8 +114,8 @@ options:
     type: path
   database_url:
     description:
-      - The exchange database (the app's C(database_url)): C(sqlite:////absolute/path) or
-        C(postgresql://user:password@host/db) (a C(+driver) suffix is ignored).
+      - The exchange database, as the app's C(database_url) names it, C(sqlite:////absolute/path)
+        or C(postgresql://user:password@host/db) (a C(+driver) suffix is ignored).
       - Required for O(kind=exchange). Never logged; the password is passed to C(pg_dump)
         in its environment, never on its command line.
     type: str

@@ -341,7 +341,7 @@ class Restore:
                     " (force=true replaces it)" % destination
                 )
             todo.append((name, destination))
-        self.result["files"] = [destination for _, destination in todo]
+        self.result["files"] = [destination for _name, destination in todo]
         self.result["diff"] = {"before": before, "after": after}
         self.result["changed"] = bool(todo)
         return todo
