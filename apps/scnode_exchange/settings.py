@@ -57,13 +57,41 @@ class AssetSettings(BaseModel):
         return AssetSpec(self.code, self.name, self.decimals, self.unit)
 
 
+def load_key_files(data: Any, *fields: str) -> Any:
+    """For each ``field`` not given but ``<field>_file`` given, read the key from that file.
+
+    The apps role keeps the API keys the exchange uses as clients in files of their own (0640,
+    the exchange's group): the key rotation rewrites a file, never the settings around it."""
+    if not isinstance(data, dict):
+        return data
+    loaded = dict(data)
+    for field in fields:
+        path = loaded.get(f"{field}_file")
+        if loaded.get(field) is None and path:
+            try:
+                key = Path(path).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ValueError(f"{field}_file {path}: {exc.strerror}") from None
+            if not key:
+                raise ValueError(f"{field}_file {path} is empty")
+            loaded[field] = key
+    return loaded
+
+
 class ChainSettings(BaseModel):
     """How the exchange reaches one chain API (deposits, withdrawals)."""
 
     asset: str = Field(description="ledger asset credited for this chain: SATS, AZC, …")
     api_url: str
     api_key: SecretStr
+    # or the file holding it (read once at start)
+    api_key_file: Path | None = None
     confirmations: int = Field(default=6, ge=1, le=1000)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _key_file(cls, data: Any) -> Any:
+        return load_key_files(data, "api_key")
 
 
 DEFAULT_MARKETS = [

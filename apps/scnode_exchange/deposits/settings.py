@@ -14,15 +14,17 @@ does not use are ignored), so one env file serves both:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.orm import Session, sessionmaker
 
 from scnode_exchange.chainclient import ChainApiClient
 from scnode_exchange.deposits.service import ChainDepositConfig, DepositService, chain_asset
 from scnode_exchange.deposits.watcher import DepositMetrics, DepositWatcher
+from scnode_exchange.settings import load_key_files
 
 
 class DepositChainSettings(BaseModel):
@@ -31,7 +33,13 @@ class DepositChainSettings(BaseModel):
     asset: str | None = None
     api_url: str
     api_key: SecretStr
+    api_key_file: Path | None = None
     confirmations: int = Field(default=6, ge=1, le=1000)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _key_file(cls, data: Any) -> Any:
+        return load_key_files(data, "api_key")
 
 
 class DepositSettings(BaseSettings):

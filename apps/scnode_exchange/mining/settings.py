@@ -8,16 +8,18 @@ Read from the same ``SCNODE_EXCHANGE_*`` variables / env file as the exchange ap
   "chain_api_key": "...", "stats_api_url": "http://127.0.0.1:8096", "stats_api_key": "...",
   "fee_bps": 250, "confirmations": 6, "first_window_start": 1764115200}, "btc": {...}}``
   (``chain_prefix`` defaults to ``az``/``btc``; ``first_window_start`` = Unix seconds where the
-  first payout's window starts, e.g. when the node joined the pool);
+  first payout's window starts, e.g. when the node joined the pool; instead of a key,
+  ``chain_api_key_file`` / ``stats_api_key_file`` name a file holding it);
 * ``SCNODE_EXCHANGE_MINING_INTERVAL`` — seconds between passes (default 30).
 """
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -25,6 +27,7 @@ from scnode_exchange.chainclient import ChainApiClient
 from scnode_exchange.mining.service import MiningConfig, MiningService
 from scnode_exchange.mining.statsclient import StratumWorkClient
 from scnode_exchange.mining.watcher import ChainRewardSource, PayoutWatcher
+from scnode_exchange.settings import load_key_files
 
 PREFIX = {"azc": "az", "btc": "btc"}
 
@@ -35,9 +38,17 @@ class PoolSettings(BaseModel):
     chain_prefix: str | None = Field(default=None, pattern="^(az|btc)$")
     stats_api_url: str
     stats_api_key: SecretStr
+    # the keys may instead be read from files (the apps role writes them 0640)
+    chain_api_key_file: Path | None = None
+    stats_api_key_file: Path | None = None
     fee_bps: int = Field(default=0, ge=0, le=10_000)
     confirmations: int = Field(default=6, ge=1, le=1000)
     first_window_start: int = Field(ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _key_files(cls, data: Any) -> Any:
+        return load_key_files(data, "chain_api_key", "stats_api_key")
 
 
 class MiningSettings(BaseSettings):

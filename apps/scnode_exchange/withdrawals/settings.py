@@ -11,10 +11,13 @@ The worker reads the same variables as the exchange app where they overlap
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from scnode_exchange.settings import load_key_files
 
 # The chain names of an SC Node and the human-readable part of their mainnet addresses.
 DEFAULT_HRP = {"bitcoin": "bc", "azcoin": "az"}
@@ -64,6 +67,12 @@ class ChainEndpoint(BaseModel):
     asset: str
     api_url: str
     api_key: SecretStr
+    api_key_file: Path | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _key_file(cls, data: Any) -> Any:
+        return load_key_files(data, "api_key")
 
 
 class WithdrawalPolicyInput(BaseModel):
