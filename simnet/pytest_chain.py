@@ -359,6 +359,10 @@ class ChainNode:
         return self.datadir / {"main": "", "test": "testnet3", "regtest": "regtest"}[self.network]
 
 
+class StandInChainNode(ChainNode):
+    """Always the stand-in, whatever the real-daemon variables say (to compare the two)."""
+
+
 @pytest.fixture
 def start_chain_node() -> Iterator[Callable[..., ChainNode]]:
     """Factory: start_chain_node(chain="bitcoin"|"azcoin"|<micro>, version=None|"v30"|"v23",
@@ -406,6 +410,7 @@ __all__ = [
     "REAL_ENV",
     "ChainNode",
     "ChainRPCError",
+    "StandInChainNode",
     "chain_node",
     "free_port",
     "make_rpcauth",

@@ -10,8 +10,10 @@ environment:
     SCNODE_REAL_AZCOIND=/opt/azcoin-0.2.0/bin/azcoind     (azcoin-cli beside it)
 
 Unset (CI), the stand-in runs. Set, `ChainNode(...)` answers a `RealChainNode`: the real daemon
-on loopback with a temporary datadir, offline (`-listen=0 -connect=0 -natpmp=0 -dnsseed=0
--discover=0`, loopback `rpcbind`/`bind`), stopped with the `stop` RPC. Its helpers use real RPCs:
+on loopback with a temporary datadir, offline (`-connect=0 -natpmp=0 -dnsseed=0 -fixedseeds=0
+-discover=0 -listenonion=0`; RPC and P2P bound to 127.0.0.1 only — the P2P port listens there so
+a second test node can `addnode` it, as with the stand-in), stopped with the `stop` RPC. Its
+helpers use real RPCs:
 
 - `mine(n, address)`: `generatetoaddress` (without an address: the funder wallet's address, the
   real counterpart of the stand-in's simulated outside world);
@@ -127,20 +129,26 @@ class RealChainNode(ChainNode):
     # --- configuration -----------------------------------------------------------------------
 
     def _write_conf(self, conf: dict[str, Any]) -> None:
-        wants_peers = any(key in conf for key in _PEER_KEYS)
+        # Offline: no outbound connection but the peers a test names (connect=0 leaves
+        # addnode working), no seeds, no address discovery or port mapping. The P2P port
+        # listens on loopback only, as the stand-in's does, so a second test node can join
+        # this one's chain (a wallet restored on a new node).
         top = [
             "server=1",
             f"rpcauth={make_rpcauth(self.user, self.password)}",
             "fallbackfee=0.0002",
             "dnsseed=0",
+            "fixedseeds=0",
             "discover=0",
             "natpmp=0",
             "listenonion=0",
             "printtoconsole=0",
             "shrinkdebugfile=0",
         ]
-        if not wants_peers:
-            top += ["listen=0", "connect=0"]
+        if "connect" not in conf:
+            top.append("connect=0")
+        if "listen" not in conf:
+            top.append("listen=1")
         top += [f"zmqpub{t}={a}" for t, a in self.zmq.items()]
         net = [
             f"rpcport={self.rpc_port}",

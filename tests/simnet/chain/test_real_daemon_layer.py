@@ -4,12 +4,13 @@
 real path — its config file, `stop` by RPC, and mine/pay/reorg/double spend built from real
 RPCs (`generatetoaddress`, a funder wallet's `sendtoaddress`, `invalidateblock`,
 `prioritisetransaction`, `generatetodescriptor`, `generateblock`, `reconsiderblock`) — is
-exercised on every run. With a real binary, `make test-real` runs the same layer against it
-(docs/real-daemons.md).
+exercised on every run. With `SCNODE_REAL_BITCOIND` set (`make test-real`), the same tests run
+against that real bitcoind (docs/real-daemons.md).
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -21,6 +22,8 @@ import pytest
 from simnet.pytest_chain import ChainNode
 from tests.daemons import FUNDER, RealChainNode, backend
 
+USES_REAL_DAEMONS = True  # tests/simnet/chain/conftest.py
+
 
 def _wrapper(directory: Path, name: str, module: str) -> Path:
     path = directory / name
@@ -31,12 +34,16 @@ def _wrapper(directory: Path, name: str, module: str) -> Path:
 
 @pytest.fixture
 def fake_real(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The configured real bitcoind (`make test-real`), else a stand-in launched as one."""
+    monkeypatch.delenv("SCNODE_REAL_AZCOIND", raising=False)
+    configured = os.environ.get("SCNODE_REAL_BITCOIND")
+    if configured:
+        return Path(configured)
     bindir = tmp_path / "bin"
     bindir.mkdir()
     daemon = _wrapper(bindir, "bitcoind", "simnet.chain")
     _wrapper(bindir, "bitcoin-cli", "simnet.cli")
     monkeypatch.setenv("SCNODE_REAL_BITCOIND", str(daemon))
-    monkeypatch.delenv("SCNODE_REAL_AZCOIND", raising=False)
     return daemon
 
 
@@ -48,7 +55,7 @@ def test_variable_selects_the_real_path_per_coin(
     assert isinstance(node, RealChainNode) and node.real
     assert node.command[:2] == [str(fake_real), f"-datadir={node.datadir}"]
     conf = node.conf_path.read_text().splitlines()
-    for line in ("listen=0", "connect=0", "natpmp=0", "dnsseed=0", "discover=0", "regtest=1"):
+    for line in ("connect=0", "natpmp=0", "dnsseed=0", "discover=0", "regtest=1", "listen=1"):
         assert line in conf
     assert "rpcbind=127.0.0.1" in conf and "bind=127.0.0.1" in conf
     assert conf.index("[regtest]") < conf.index(f"rpcport={node.rpc_port}")
