@@ -1,0 +1,68 @@
+"""Settings of the member dashboard, from ``SCNODE_DASHBOARD_*`` variables or an env file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class DashboardSettings(BaseSettings):
+    """Everything the dashboard needs; the apps role writes the env file (mode 0640)."""
+
+    model_config = SettingsConfigDict(env_prefix="SCNODE_DASHBOARD_", extra="ignore")
+
+    environment: Literal["production", "development", "test"] = "production"
+    public_url: str = Field(
+        description="URL members open (https://…/): redirect URI and Origin checks use it"
+    )
+    database_path: Path = Path("/var/lib/scnode-dashboard/dashboard.sqlite3")
+
+    # the exchange, reached as a trusted client (a key with the 'dashboard' scope)
+    exchange_url: str = "http://127.0.0.1:8410"
+    exchange_api_key: SecretStr
+    deposit_chains: list[str] = ["bitcoin", "azcoin"]
+    asset_decimals: dict[str, int] = {"SATS": 0, "AZC": 8}
+
+    # BTCofAZ OpenID Connect (empty discovery URL: local accounts only)
+    oidc_discovery_url: str = ""
+    oidc_client_id: str = ""
+    oidc_client_secret: SecretStr = SecretStr("")
+    oidc_scopes: str = "openid profile"
+    oidc_provider_name: str = "BTCofAZ"
+
+    # sessions and sign-in
+    cookie_secure: bool = True
+    session_idle_seconds: int = Field(default=15 * 60, ge=60)
+    session_absolute_seconds: int = Field(default=12 * 3600, ge=300)
+    reauth_seconds: int = Field(default=5 * 60, ge=30)
+    max_failures: int = Field(default=5, ge=1, le=100, description="bad passwords/codes in a row")
+    lockout_seconds: int = Field(default=15 * 60, ge=1)
+    logins_per_minute: int = Field(default=20, ge=1)
+    totp_issuer: str = "SC Node"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DashboardSettings:
+        url = urlsplit(self.public_url)
+        if url.scheme not in ("http", "https") or not url.netloc:
+            raise ValueError("public_url must be an absolute http(s) URL")
+        if self.environment == "production" and (not self.cookie_secure or url.scheme != "https"):
+            raise ValueError("production needs https public_url and secure cookies")
+        if self.oidc_discovery_url and not (
+            self.oidc_client_id and self.oidc_client_secret.get_secret_value()
+        ):
+            raise ValueError("oidc_discovery_url needs oidc_client_id and oidc_client_secret")
+        return self
+
+    @property
+    def origin(self) -> str:
+        """scheme://host[:port] of ``public_url`` (what browsers send as ``Origin``)."""
+        url = urlsplit(self.public_url)
+        return f"{url.scheme}://{url.netloc}"
+
+    def url(self, path: str) -> str:
+        """An absolute URL of this dashboard."""
+        return self.public_url.rstrip("/") + path

@@ -1,0 +1,204 @@
+"""The processes behind the browser tests, started as an operator would: a simnet Bitcoin
+regtest chain with its chain API, the exchange (deposit watcher inside), the simnet OIDC
+provider (the BTCofAZ stand-in, on another loopback address so the sign-in redirect is a real
+cross-site navigation) and the member dashboard."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from scnode_core.apikeys import ApiKeyStore, NewApiKey, generate
+from simnet.pytest_chain import free_port
+from tests.integration.exchange_e2e.handle import Chain, ExchangeProcess
+
+PROVIDER_HOST = "127.0.0.2"  # another site than the dashboard's 127.0.0.1
+CONFIRMATIONS = 2
+MAX_FAILURES = 3
+
+
+def wait_until(
+    what: str, check: Callable[[], bool], logs: list[Path], timeout: float = 30.0
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            tails = "".join(
+                f"\n--- {p}:\n{p.read_text(errors='replace')[-3000:]}" for p in logs if p.exists()
+            )
+            raise AssertionError(f"{what}: not reached in {timeout}s{tails}")
+        time.sleep(0.1)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+@dataclass
+class Service:
+    """One child process with its log."""
+
+    name: str
+    argv: list[str]
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, ready_url: str, logs: list[Path]) -> None:
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                self.argv, stdout=out, stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )  # fmt: skip
+        proc = self.proc
+
+        def up() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"{self.name} exited:\n{self.log.read_text()[-3000:]}")
+            return _answers(ready_url)
+
+        wait_until(f"{self.name} answering", up, [self.log, *logs])
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@dataclass
+class Stack:
+    root: Path
+    chain: Chain = field(init=False)
+    exchange: ExchangeProcess = field(init=False)
+    provider: Service = field(init=False)
+    dashboard: Service = field(init=False)
+    dashboard_url: str = ""
+    provider_url: str = ""
+    database: Path = field(init=False)
+    passwords: dict[str, str] = field(default_factory=dict)
+    member_ids: dict[str, int] = field(default_factory=dict)
+
+    def start(self, members: list[str]) -> Stack:
+        """Chain → chain API → exchange in one thread, the provider and the dashboard in
+        another (the dashboard needs only the exchange's address and key to start)."""
+        exchange_port, dash_port, provider_port = free_port(), free_port(), free_port()
+        dashboard_key = generate({"dashboard"}, "dashboard")
+        with ThreadPoolExecutor(2) as pool:
+            money = pool.submit(self._start_money, members, exchange_port, dashboard_key)
+            login = pool.submit(
+                self._start_login, members, exchange_port, dash_port, provider_port,
+                dashboard_key.token,
+            )  # fmt: skip
+            money.result()
+            login.result()
+        return self
+
+    def _start_money(self, members: list[str], port: int, dashboard_key: NewApiKey) -> None:
+        self.chain = Chain("bitcoin", self.root / "bitcoin").start()
+        (self.root / "exchange").mkdir()
+        self.exchange = ExchangeProcess(
+            self.root / "exchange",
+            f"sqlite:///{self.root / 'exchange' / 'exchange.sqlite3'}",
+            {"CHAINS": {"bitcoin": {"asset": "SATS", "confirmations": CONFIRMATIONS,
+                                    **self.chain.settings}}},
+        )  # fmt: skip
+        self.exchange.port, self.exchange.url = port, f"http://127.0.0.1:{port}"
+        keys_file = self.exchange.workdir / "owner-keys.json"
+        ApiKeyStore([*ApiKeyStore.load(keys_file).records, dashboard_key.record]).save(keys_file)
+        self.exchange.other_logs = [self.chain.root / "api" / "api.log"]
+        self.exchange.start()
+        owner = httpx.Client(
+            base_url=self.exchange.url, headers={"X-API-Key": self.exchange.owner_key}
+        )
+        for handle in members:
+            reply = owner.post("/api/owner/members", json={"handle": handle, "reason": "member"})
+            assert reply.status_code == 201, reply.text
+            self.member_ids[handle] = int(reply.json()["id"])
+        owner.close()
+
+    def _start_login(
+        self, members: list[str], exchange_port: int, dash_port: int, provider_port: int,
+        dashboard_key: str,
+    ) -> None:  # fmt: skip
+        self.dashboard_url = f"http://127.0.0.1:{dash_port}"
+        self.provider_url = f"http://{PROVIDER_HOST}:{provider_port}/"
+        client_secret = secrets.token_urlsafe(24)
+        self.passwords = {handle: secrets.token_urlsafe(12) for handle in members}
+        provider_config = self.root / "oidc.json"
+        provider_config.write_text(json.dumps({
+            "clients": [{"client_id": "scnode-dashboard", "secret": client_secret,
+                         "redirect_uris": [f"{self.dashboard_url}/auth/oidc/callback"]}],
+            "users": [{"login": h, "password": p} for h, p in self.passwords.items()],
+        }))  # fmt: skip
+        self.provider = Service(
+            "oidc provider",
+            [sys.executable, "-m", "simnet.oidc", "--host", PROVIDER_HOST,
+             "--port", str(provider_port), "--config", str(provider_config)],
+            self.root / "oidc.log",
+        )  # fmt: skip
+        self.provider.start(f"{self.provider_url}.well-known/openid-configuration", [])
+
+        self.database = self.root / "dashboard" / "dashboard.sqlite3"
+        env: dict[str, Any] = {
+            "ENVIRONMENT": "test",
+            "PUBLIC_URL": self.dashboard_url + "/",
+            "DATABASE_PATH": str(self.database),
+            "EXCHANGE_URL": f"http://127.0.0.1:{exchange_port}",
+            "EXCHANGE_API_KEY": dashboard_key,
+            "DEPOSIT_CHAINS": json.dumps(["bitcoin"]),
+            "OIDC_DISCOVERY_URL": f"{self.provider_url}.well-known/openid-configuration",
+            "OIDC_CLIENT_ID": "scnode-dashboard",
+            "OIDC_CLIENT_SECRET": client_secret,
+            "COOKIE_SECURE": "false",
+            "MAX_FAILURES": str(MAX_FAILURES),
+            "LOGINS_PER_MINUTE": "200",
+        }
+        env_file = self.root / "dashboard.env"
+        env_file.write_text("".join(f"SCNODE_DASHBOARD_{k}='{v}'\n" for k, v in env.items()))
+        env_file.chmod(0o600)
+        self.dashboard = Service(
+            "dashboard",
+            [sys.executable, "-m", "scnode_dashboard", "--env-file", str(env_file),
+             "--port", str(dash_port), "--log-level", "info"],
+            self.root / "dashboard.log",
+        )  # fmt: skip
+        self.dashboard.start(f"{self.dashboard_url}/healthz", [])
+
+    def logs(self) -> list[Path]:
+        return [self.dashboard.log, self.exchange.log, self.provider.log]
+
+    def member_token(self, handle: str) -> str:
+        """A member token from the exchange's lab login (test set-up outside the browser)."""
+        token = httpx.post(
+            f"{self.exchange.url}/api/auth/login", json={"username": handle}, timeout=10
+        ).json()["token"]
+        return str(token)
+
+    def stop(self) -> None:
+        for service in ("dashboard", "provider"):
+            handle: Service | None = getattr(self, service, None)
+            if handle is not None:
+                handle.stop()
+        exchange: ExchangeProcess | None = getattr(self, "exchange", None)
+        if exchange is not None:
+            exchange.stop()
+        chain: Chain | None = getattr(self, "chain", None)
+        if chain is not None:
+            chain.stop()

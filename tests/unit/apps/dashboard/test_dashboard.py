@@ -1,0 +1,151 @@
+"""The dashboard's sign-in rules in-process: CSRF on every state-changing route, TOTP
+enrolment and replay refusal, recovery codes, lock-out with audit, idle and absolute session
+timeouts, re-authentication before key changes, and the pages' security headers."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pyotp
+from fastapi.routing import APIRoute
+
+from scnode_dashboard.app import csrf
+from tests.unit.apps.dashboard.conftest import PASSWORD, Dash
+
+
+def _depends_on(dependant: object, call: object) -> bool:
+    deps = getattr(dependant, "dependencies", [])
+    return any(d.call is call or _depends_on(d, call) for d in deps)
+
+
+def test_every_state_changing_route_checks_the_csrf_token(dash: Dash) -> None:
+    changing = [
+        r for r in dash.client.app.routes  # type: ignore[attr-defined]
+        if isinstance(r, APIRoute) and set(r.methods or ()) - {"GET", "HEAD"}
+    ]  # fmt: skip
+    assert {r.path for r in changing} >= {"/login/local", "/2fa", "/logout", "/reauth"}
+    for route in changing:
+        assert _depends_on(route.dependant, csrf), f"{route.path} lacks the CSRF check"
+
+
+def test_local_sign_in_enrol_totp_replay_and_recovery_code(dash: Dash) -> None:
+    assert dash.client.get("/wallet", follow_redirects=False).headers["location"] == "/login"
+    secret = dash.sign_in_local()
+    wallet = dash.client.get("/wallet")
+    assert wallet.status_code == 200 and "1,000" in wallet.text and "bcrt1qexample" in wallet.text
+
+    dash.client.post("/logout", data={"csrf_token": dash.csrf("/wallet")})
+    assert dash.client.get("/wallet", follow_redirects=False).status_code == 303
+    token = dash.csrf()
+    dash.client.post(
+        "/login/local", data={"username": "alice", "password": PASSWORD, "csrf_token": token}
+    )
+    # the code that enrolled is spent: the same 30 s step is refused (replay)
+    replay = dash.client.post(
+        "/2fa", data={"code": pyotp.TOTP(secret).now(), "csrf_token": dash.csrf("/2fa")}
+    )
+    assert replay.status_code == 401
+    ok = dash.client.post(
+        "/2fa",
+        data={"code": pyotp.TOTP(secret).at(time.time() + 30), "csrf_token": dash.csrf("/2fa")},
+        follow_redirects=False,
+    )
+    assert ok.status_code == 303 and ok.headers["location"] == "/wallet"
+    events = dash.audit()
+    assert events.count("login_ok") == 2 and "totp_failed" in events
+
+
+def test_lock_out_after_bad_codes_is_audited_and_holds(dash: Dash) -> None:
+    dash.sign_in_local()
+    dash.client.post("/logout", data={"csrf_token": dash.csrf("/wallet")})
+    dash.client.post(
+        "/login/local", data={"username": "alice", "password": PASSWORD, "csrf_token": dash.csrf()}
+    )
+    statuses = [
+        dash.client.post(
+            "/2fa", data={"code": "000000", "csrf_token": dash.csrf("/2fa")}
+        ).status_code
+        for _ in range(dash.settings.max_failures)
+    ]
+    assert statuses == [401] * (dash.settings.max_failures - 1) + [423]
+    # the right password now is refused too, while the lock lasts
+    again = dash.client.post(
+        "/login/local", data={"username": "alice", "password": PASSWORD, "csrf_token": dash.csrf()}
+    )
+    assert again.status_code == 423
+    events = dash.audit()
+    assert events.count("totp_failed") == 3 and "lockout" in events
+    assert events[-1] == "login_refused_locked"
+    # bob is not affected
+    assert dash.sign_in_local("bob")
+
+
+def test_wrong_passwords_lock_the_account(dash: Dash) -> None:
+    codes = [
+        dash.client.post(
+            "/login/local",
+            data={"username": "bob", "password": "wrong", "csrf_token": dash.csrf()},
+        ).status_code
+        for _ in range(3)
+    ]
+    assert codes == [401, 401, 423]
+    unknown = dash.client.post(
+        "/login/local", data={"username": "nobody", "password": "x", "csrf_token": dash.csrf()}
+    )
+    assert unknown.status_code == 401
+
+
+def test_sessions_end_when_idle_and_after_the_absolute_limit(dash: Dash) -> None:
+    idle, absolute = dash.settings.session_idle_seconds, dash.settings.session_absolute_seconds
+    for handle, column, age in (("alice", "last_seen", idle + 5),
+                                ("bob", "created", absolute + 5)):  # fmt: skip
+        dash.client.cookies.clear()
+        dash.sign_in_local(handle)
+        assert dash.client.get("/wallet").status_code == 200
+        user = dash.store.local_user(handle)
+        assert user is not None
+        (session,) = dash.store.user_sessions(user.id)
+        with dash.store._tx() as db:  # age the row as the clock would
+            db.execute(
+                f"UPDATE sessions SET {column} = ? WHERE id_hash = ?",  # noqa: S608
+                (time.time() - age, session.id_hash),
+            )
+        reply = dash.client.get("/wallet", follow_redirects=False)
+        assert reply.status_code == 303 and reply.headers["location"] == "/login"
+        assert dash.store.user_sessions(user.id) == []
+    assert dash.audit().count("session_expired") == 2
+
+
+def test_key_changes_need_a_fresh_code(dash: Dash) -> None:
+    secret = dash.sign_in_local()
+    for session in dash.store.user_sessions(1):
+        dash.store.update_session(session.id_hash, reauth_at=0)
+    token = dash.csrf("/account")
+    asked = dash.client.post(
+        "/account/recovery-codes", data={"csrf_token": token}, follow_redirects=False
+    )
+    assert asked.status_code == 303 and asked.headers["location"] == "/reauth?next=/account"
+    confirmed = dash.client.post(
+        "/reauth",
+        data={"code": pyotp.TOTP(secret).at(time.time() + 30), "next": "//evil.example/",
+              "csrf_token": dash.csrf("/reauth")},
+        follow_redirects=False,
+    )  # fmt: skip
+    assert confirmed.status_code == 303 and confirmed.headers["location"] == "/account"
+    fresh = dash.client.post("/account/recovery-codes", data={"csrf_token": dash.csrf("/account")})
+    codes = re.findall(r"<li><code>([a-z0-9-]{14})</code></li>", fresh.text)
+    assert len(codes) == 10
+    assert "recovery_codes_replaced" in dash.audit()
+
+
+def test_members_see_only_their_orders_and_pages_carry_security_headers(dash: Dash) -> None:
+    dash.sign_in_local("alice")
+    own = dash.client.get("/orders/1")
+    other = dash.client.get("/orders/2")
+    assert own.status_code == 200 and other.status_code == 404
+    assert "default-src 'self'" in own.headers["content-security-policy"]
+    assert own.headers["x-frame-options"] == "DENY"
+    assert own.headers["cache-control"] == "no-store"
+    cookie = own.request.headers.get("cookie", "")
+    assert cookie.startswith("scnode_dashboard=")
