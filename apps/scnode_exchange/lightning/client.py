@@ -1,0 +1,54 @@
+"""Async client of the node's Lightning API (``scnode_lightning_api``).
+
+The Lightning API serves its events journal the way the chain APIs do (``/v1/events/ws`` with
+a resumable cursor, ``/v1/events/recent``), so this is the chain API client — its typed errors,
+backoff and resumable event stream — plus the invoice routes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from scnode_exchange.chainclient import ChainApiClient, _segment
+
+
+class LightningApiClient(ChainApiClient):
+    """Typed async client of the Lightning API (a key with the ``invoice`` scope)."""
+
+    def __repr__(self) -> str:  # the key never appears
+        return f"LightningApiClient({self.base_url!r})"
+
+    async def create_invoice(
+        self,
+        *,
+        member: str,
+        idempotency_key: str,
+        amount_msat: int,
+        description: str,
+        expiry_seconds: int,
+    ) -> dict[str, Any]:
+        """The member's invoice for this key (the same one on every call with the key)."""
+        result: dict[str, Any] = await self.request(
+            "POST",
+            "/v1/invoices",
+            {
+                "member": member,
+                "idempotency_key": idempotency_key,
+                "amount_msat": amount_msat,
+                "description": description,
+                "expiry_seconds": expiry_seconds,
+            },
+        )
+        return result
+
+    async def invoice(self, payment_hash: str) -> dict[str, Any]:
+        """lightningd's view of one invoice (status unpaid, paid or expired)."""
+        result: dict[str, Any] = await self.request("GET", f"/v1/invoices/{_segment(payment_hash)}")
+        return result
+
+    async def paid_invoices(self, start: int, limit: int = 500) -> dict[str, Any]:
+        """One page of paid invoices in lightningd's creation order (``next_start``, ``more``)."""
+        result: dict[str, Any] = await self.request(
+            "GET", "/v1/invoices", params={"status": "paid", "start": start, "limit": limit}
+        )
+        return result
