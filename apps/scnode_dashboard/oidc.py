@@ -15,6 +15,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
+import authlib.deprecate  # noqa: F401 (installs authlib's warning filter before ours)
 import httpx
 from authlib.common.security import generate_token
 from joserfc import jwt

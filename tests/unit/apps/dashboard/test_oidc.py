@@ -107,3 +107,75 @@ def test_a_member_linked_to_another_sign_in_is_not_taken_over(
         assert refused.status_code == 403 and "already linked" in refused.text
         user = dash.store.user_by_handle("alice")
         assert user is not None and user.kind == "local"
+
+
+def test_provider_speaks_the_wordpress_plugins_shape_and_signs_real_rs256(
+    oidc_provider: RunningProvider,
+) -> None:
+    """The stand-in's discovery document has the plugin's endpoints, and its id_token is an
+    RS256 JWS that an independent implementation (cryptography) verifies with the JWKS key."""
+    import base64
+    import hashlib
+    import json
+    import secrets
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    issuer = oidc_provider.url
+    meta = httpx.get(f"{issuer}.well-known/openid-configuration").json()
+    assert meta == {
+        "issuer": issuer,
+        "jwks_uri": f"{issuer}.well-known/jwks.json",
+        "authorization_endpoint": f"{issuer}wp-json/openid-connect/authorize",
+        "token_endpoint": f"{issuer}wp-json/openid-connect/token",
+        "userinfo_endpoint": f"{issuer}wp-json/openid-connect/userinfo",
+        "scopes_supported": ["openid", "profile"],
+        "response_types_supported": ["code"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+    }
+
+    def b64(data: str) -> bytes:
+        return base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
+
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+    params = {"response_type": "code", "client_id": "dash", "redirect_uri": CALLBACK,
+              "scope": "openid profile", "state": "s", "nonce": "n",
+              "code_challenge": challenge.rstrip(b"=").decode(),
+              "code_challenge_method": "S256"}  # fmt: skip
+    back = httpx.post(
+        meta["authorization_endpoint"],
+        data={**params, "log": "alice", "pwd": "pw", "authorize": "Authorize"},
+    )
+    code = parse_qs(urlsplit(back.headers["location"]).query)["code"][0]
+    form = {"grant_type": "authorization_code", "code": code, "redirect_uri": CALLBACK,
+            "code_verifier": verifier}  # fmt: skip
+    # the wrong secret is refused before the code is looked at
+    assert httpx.post(meta["token_endpoint"], data=form, auth=("dash", "nope")).status_code == 401
+    tokens = httpx.post(meta["token_endpoint"], data=form, auth=("dash", "s3cret")).json()
+    header, payload, signature = tokens["id_token"].split(".")
+    (jwk,) = httpx.get(meta["jwks_uri"]).json()["keys"]
+    assert json.loads(b64(header)) == {"alg": "RS256", "typ": "JWT", "kid": jwk["kid"]}
+    public = rsa.RSAPublicNumbers(
+        int.from_bytes(b64(jwk["e"]), "big"), int.from_bytes(b64(jwk["n"]), "big")
+    ).public_key()
+    assert public.key_size == 2048
+    public.verify(
+        b64(signature), f"{header}.{payload}".encode(), padding.PKCS1v15(), hashes.SHA256()
+    )
+    claims = json.loads(b64(payload))
+    assert (claims["iss"], claims["aud"], claims["sub"], claims["nonce"]) == (
+        issuer, "dash", "alice", "n",
+    )  # fmt: skip
+    assert claims["username"] == "alice" and claims["exp"] > claims["iat"]
+    info = httpx.get(
+        meta["userinfo_endpoint"], headers={"Authorization": f"Bearer {tokens['access_token']}"}
+    )
+    assert info.json() == {"sub": "alice", "scope": "openid profile", "username": "alice",
+                           "nickname": "alice"}  # fmt: skip
+    # the code was single use
+    assert httpx.post(meta["token_endpoint"], data=form, auth=("dash", "s3cret")).json() == {
+        "error": "invalid_grant",
+        "error_description": "authorization code unknown, used or expired",
+    }
