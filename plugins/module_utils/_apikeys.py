@@ -265,7 +265,7 @@ class EnvClient:
             raise ApiKeyModuleError("%s does not hold JSON" % self.describe()) from None
 
     def read(self) -> str | None:
-        _, raw, _ = self._find(self._lines())
+        raw = self._find(self._lines())[1]
         if not self.json_path:
             return raw or None
         node = self._json(raw)
@@ -387,7 +387,7 @@ class ApiKeyTask:
         self.keys.records = [r for r in self.keys.records if self._valid(r)]
         return expired
 
-    def _issue(self, name: str, scopes: list[str]) -> tuple[dict[str, Any], list[str]]:
+    def _issue(self, name: str, scopes: list[str]) -> dict[str, Any]:
         """Add a new key for ``name``; the earlier keys of the name end after the grace period."""
         if self.client is None and not self.params["return_secret"]:
             raise ApiKeyModuleError(
@@ -415,7 +415,7 @@ class ApiKeyTask:
         if superseded:
             self.result["previous_key_ids"] = superseded
             self.result["previous_not_after"] = ends.isoformat()
-        return record, superseded
+        return record
 
     def _commit(self) -> None:
         """Server side first, then the client: the server knows a key before anyone uses it."""
@@ -504,7 +504,7 @@ class ApiKeyTask:
                 self.result["changed"] = True
                 self.result["reason"] = "scopes changed"
         else:
-            key, _ = self._issue(name, scopes)
+            key = self._issue(name, scopes)
             self.result["changed"] = True
             self.result["reason"] = reason
             self.result["client_updated"] = self.client is not None

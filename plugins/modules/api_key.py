@@ -7,7 +7,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: api_key
-short_description: Create, list, rotate and revoke the API keys of the node's apps
+short_description: Create, rotate and revoke the API keys of the node's apps
 version_added: 0.1.0
 description:
   - Manages the keys of one app's keys file (the chain APIs, the stratum stats APIs, the
@@ -17,10 +17,11 @@ description:
   - A key is known by its O(name) (one name per client, e.g. C(sc-node-deposit)). V(present)
     makes sure the client holds a valid key of that name, creating one if needed.
     V(rotated) issues a new key when the client's key is older than O(max_age) (always with the
-    default 0): the new key's hash goes to the keys file first, then the key to the client,
+    default 0). The new key's hash goes to the keys file first, then the key to the client,
     and the earlier keys of the name stay valid for O(grace_period) seconds (C(not_after)), so a
     client still using one keeps working until it re-reads its key or restarts. V(absent)
-    revokes at once, by O(key_id) or every key of O(name). V(list) shows the keys.
+    revokes at once, by O(key_id) or every key of O(name). M(satoshiware.scnode.api_key_info)
+    lists the keys.
   - Keys past their C(not_after) are removed from the file by every change (O(purge_expired)).
   - The apps re-read their keys file when it changes, so no app restarts for its server side.
     A client that reads its key only at start must be restarted within the grace period (the
@@ -40,12 +41,12 @@ options:
   state:
     description: What to do; see the description.
     type: str
-    choices: [present, rotated, absent, list]
+    choices: [present, rotated, absent]
     default: present
   name:
     description:
-      - Name of the key (who uses it). Required for V(present) and V(rotated); selects the keys
-        for V(absent) (all keys of the name) and V(list).
+      - Name of the key (who uses it). Required for V(present) and V(rotated); with V(absent)
+        every key of the name is revoked.
     type: str
   key_id:
     description: Id of the one key to revoke with V(absent) (8 hex characters).
@@ -127,7 +128,7 @@ attributes:
   idempotent:
     support: partial
     description:
-      - V(present), V(absent) and V(list) are idempotent; V(rotated) is with O(max_age) set.
+      - V(present) and V(absent) are idempotent; V(rotated) is with O(max_age) set.
 """
 
 EXAMPLES = r"""
@@ -149,12 +150,6 @@ EXAMPLES = r"""
     name: monitoring
     scopes: [read]
     token_file: /etc/scnode/keys/chain-api-azcoin-monitoring.token
-
-- name: List the keys and their ages
-  satoshiware.scnode.api_key:
-    keys_file: /etc/scnode/chain-api-bitcoin/api-keys.json
-    state: list
-  register: bitcoin_api_keys
 
 - name: Revoke a leaked key now
   satoshiware.scnode.api_key:
@@ -202,11 +197,6 @@ client:
   returned: with a client and state present or rotated
   type: str
   sample: /etc/scnode/keys/chain-api-bitcoin-read.token
-client_key_id:
-  description: Id of the key the client holds (none when it holds no well-formed key).
-  returned: with state list and a client
-  type: str
-  sample: 3f9a0c12
 revoked_key_ids:
   description: Ids of the keys removed by state absent.
   returned: with state absent
@@ -220,7 +210,7 @@ purged_key_ids:
   elements: str
   sample: []
 keys:
-  description: The keys of the file after the run (for list, the ones of O(name) when given).
+  description: The keys of the file after the run.
   returned: always
   type: list
   elements: dict
@@ -272,7 +262,7 @@ def argument_spec() -> dict[str, Any]:
         "state": {
             "type": "str",
             "default": "present",
-            "choices": ["present", "rotated", "absent", "list"],
+            "choices": ["present", "rotated", "absent"],
         },
         "name": {"type": "str"},
         "key_id": {"type": "str", "no_log": False},

@@ -25,9 +25,9 @@ description:
   - When the fee would exceed the value, or the rest would be dust, nothing is sent and the
     module fails saying so.
   - The keys are never logged, never returned and never part of an error message (keys are named
-    by their position, C(<key #2>)).
-  - Coins only in the mempool are not found (C(scantxoutset) reads confirmed outputs): sweep after
-    they confirm.
+    by their position, as in C(key 2)).
+  - Coins only in the mempool are not found, because C(scantxoutset) reads confirmed outputs;
+    sweep after they confirm.
 author:
   - Satoshiware SC Node developers (@satoshiware)
 extends_documentation_fragment:

@@ -21,6 +21,7 @@ from ansible_collections.satoshiware.scnode.plugins.module_utils import (  # typ
 )
 from ansible_collections.satoshiware.scnode.plugins.modules import (  # type: ignore[import-untyped]
     api_key,
+    api_key_info,
 )
 
 T0 = datetime(2026, 11, 26, 5, 0, 0, tzinfo=UTC)
@@ -51,7 +52,7 @@ def _module_exits() -> Iterator[None]:
         mock.patch.object(api_key.AnsibleModule, "exit_json", _exit_json),
         mock.patch.object(api_key.AnsibleModule, "fail_json", _fail_json),
     ):
-        yield
+        yield  # (api_key_info uses the same AnsibleModule class)
 
 
 class Clock:
@@ -75,12 +76,17 @@ def files(tmp_path: Path) -> dict[str, Path]:
 
 
 def run(
-    args: dict[str, Any], *, check: bool = False, diff: bool = False, no_log: bool = False
+    args: dict[str, Any],
+    *,
+    check: bool = False,
+    diff: bool = False,
+    no_log: bool = False,
+    module: Any = api_key,
 ) -> dict[str, Any]:
     module_args = dict(args)
     module_args.update(_ansible_check_mode=check, _ansible_diff=diff, _ansible_no_log=no_log)
     with patch_module_args(module_args), pytest.raises((AnsibleExitJson, AnsibleFailJson)) as end:
-        api_key.main()
+        module.main()
     result: dict[str, Any] = end.value.args[0]
     json.dumps(result)
     return result
@@ -123,7 +129,7 @@ def test_present_creates_the_key_on_both_sides_and_never_returns_it(
     assert authenticates(token, files["keys"], clock.now) == result["key_id"]
     (record,) = records(files["keys"])
     assert record["scopes"] == ["deposit", "read"] and record["name"] == "exchange-deposit"
-    assert token.split("_")[2] not in files["keys"].read_text()  # the server keeps a hash only
+    assert token.split("_", 2)[2] not in files["keys"].read_text()  # the server keeps a hash only
     assert stat.S_IMODE(files["keys"].stat().st_mode) == 0o640
     assert stat.S_IMODE(files["token"].stat().st_mode) == 0o600
     assert "sha256" not in json.dumps(result["keys"])
@@ -222,10 +228,10 @@ def test_absent_revokes_at_once_by_id_or_by_name(files: dict[str, Path], clock: 
     assert by_name["revoked_key_ids"] == [other["key_id"]] and records(files["keys"]) == []
 
 
-def test_list_shows_ids_ages_and_the_clients_key(files: dict[str, Path], clock: Clock) -> None:
+def test_info_lists_ids_ages_and_the_clients_key(files: dict[str, Path], clock: Clock) -> None:
     made = run(base(files, scopes=["read"]))
     clock.advance(90)
-    listed = run(base(files, state="list"))
+    listed = run(base(files), module=api_key_info)
     assert listed["changed"] is False and listed["client_key_id"] == made["key_id"]
     (key,) = listed["keys"]
     assert key == {
@@ -237,7 +243,7 @@ def test_list_shows_ids_ages_and_the_clients_key(files: dict[str, Path], clock: 
         "not_after": None,
         "valid": True,
     }
-    missing = run({"keys_file": str(files["keys"]) + ".nope", "state": "list"})
+    missing = run({"keys_file": str(files["keys"]) + ".nope"}, module=api_key_info)
     assert missing["failed"] and "does not exist" in missing["msg"]
 
 
