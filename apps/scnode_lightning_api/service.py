@@ -482,6 +482,10 @@ class LightningService:
 
     async def payment(self, key: str) -> Payment:
         check_key(key)
+        if key in self._in_flight:  # its pay call is running: the record says pending
+            record = self.store.payment(key)
+            assert record is not None
+            return record
         async with self._lock(key):
             record = self.store.payment(key)
             if record is None:

@@ -180,6 +180,16 @@ class LightningDepositService:
                 )
             )
 
+    def has_invoice(self, member_id: int, key: str) -> bool:
+        with self.sessions() as session:
+            found = session.scalar(
+                select(LightningInvoice.id).where(
+                    LightningInvoice.member_id == member_id,
+                    LightningInvoice.idempotency_key == key,
+                )
+            )
+            return found is not None
+
     def invoices_of(self, member_id: int, limit: int = 100) -> list[LightningInvoice]:
         with self.sessions() as session:
             rows = session.scalars(
