@@ -663,12 +663,14 @@ class DepositService:
             legs.append(Leg(member_account.id, -taken))
         if rest:
             legs.append(Leg(ledger.system_account(OWNER_RECEIVABLE, deposit.asset).id, -rest))
+        # a re-credited deposit can be reorged away again: each episode has its own entries
+        episode = _reversals(session, deposit.key) + 1
         entry = ledger.post(
             "deposit_reversal",
             f"{deposit.chain} deposit {deposit.txid}:{deposit.vout} reorged after credit: "
             f"{taken} taken back, {rest} owed by member {deposit.member_id}",
             legs,
-            reference=f"deposit-reversal:{deposit.key}",
+            reference=_episode_reference("deposit-reversal", deposit.key, episode),
             allow_frozen=True,
         )
         frozen = False
@@ -676,20 +678,36 @@ class DepositService:
             ledger.freeze(deposit.member_id, REVERSAL_FREEZE_REASON)
             frozen = True
         deposit.reversal_entry_id = entry.id
-        session.add(
-            DepositAlert(
-                deposit_id=deposit.id,
-                member_id=deposit.member_id,
-                chain=deposit.chain,
-                asset=deposit.asset,
-                kind="reorg_after_credit",
-                amount=deposit.amount,
-                taken_from_member=taken,
-                receivable=rest,
-                member_frozen=frozen,
-                detail=detail,
-            )
+        alert = session.scalar(
+            select(DepositAlert).where(DepositAlert.deposit_id == deposit.id).with_for_update()
         )
+        if alert is None:
+            session.add(
+                DepositAlert(
+                    deposit_id=deposit.id,
+                    member_id=deposit.member_id,
+                    chain=deposit.chain,
+                    asset=deposit.asset,
+                    kind="reorg_after_credit",
+                    amount=deposit.amount,
+                    taken_from_member=taken,
+                    receivable=rest,
+                    member_frozen=frozen,
+                    detail=detail,
+                )
+            )
+        else:  # reorged again after the owner re-credited it: the alert is open again
+            alert.detail = (
+                f"{detail} (reversal {episode}; the previous one was resolved by "
+                f"{alert.resolved_by}: {alert.resolution})"
+            )
+            alert.taken_from_member = taken
+            alert.receivable = rest
+            alert.member_frozen = frozen
+            alert.created_at = utcnow()
+            alert.resolved_at = None
+            alert.resolved_by = None
+            alert.resolution = None
         self.reversed_total[deposit.chain] = self.reversed_total.get(deposit.chain, 0) + 1
         log.error(
             "ALERT deposit %s of member %d (%d %s) reorged after credit: moved to suspense, "
@@ -750,7 +768,9 @@ class DepositService:
                 f"deposit_{action}",
                 f"alert {alert.id} ({deposit.key}): {reason}",
                 legs,
-                reference=f"deposit-{action}:{deposit.key}",
+                reference=_episode_reference(
+                    f"deposit-{action}", deposit.key, _reversals(session, deposit.key)
+                ),
                 actor=actor,
                 allow_frozen=True,
             )
@@ -781,6 +801,26 @@ class DepositService:
                 )
                 or 0
             )
+
+
+def _reversals(session: Session, key: str) -> int:
+    """How many times the credit of deposit ``key`` was reversed (reorged after credit)."""
+    base = f"deposit-reversal:{key}"
+    return int(
+        session.scalar(
+            select(func.count(JournalEntry.id)).where(
+                (JournalEntry.reference == base)
+                | JournalEntry.reference.startswith(f"{base}:", autoescape=True)
+            )
+        )
+        or 0
+    )
+
+
+def _episode_reference(prefix: str, key: str, episode: int) -> str:
+    """``<prefix>:<key>`` for a deposit's first reversal and its resolution, then
+    ``<prefix>:<key>:<n>`` for the n-th (each reorg after a re-credit is a new episode)."""
+    return f"{prefix}:{key}" if episode <= 1 else f"{prefix}:{key}:{episode}"
 
 
 def _by_key(chain: str, txid: str, vout: int) -> Select[Deposit]:
