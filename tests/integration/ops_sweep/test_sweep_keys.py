@@ -50,7 +50,7 @@ def trusted(node: ChainNode) -> int:
 
 def node_entry(node: ChainNode) -> dict[str, Any]:
     return {
-        "chain": "bitcoin",
+        "chain": node.coin,
         "rpc_url": f"http://127.0.0.1:{node.rpc_port}",
         "rpc_user": node.user,
         "rpc_password": node.password,
@@ -207,3 +207,23 @@ def test_dust_is_refused_and_the_coin_stays(node: ChainNode, tmp_path: Path) -> 
     run = run_playbook(tmp_path, node, [key.wif], sweep_keys_fee_rate=6)
     result = sweep_result(run)
     assert result["msg"].startswith("the fee exceeds the value: the keys hold 350 sat")
+
+
+def test_sweep_on_an_azcoin_v23_node(
+    start_chain_node: Callable[..., ChainNode], tmp_path: Path
+) -> None:
+    """AZCoin speaks v23 (no coinbase fields in scantxoutset, balances in getwalletinfo)."""
+    azcoin = start_chain_node(coin="azcoin")
+    azcoin.rpc("createwallet", "wallet")
+    azcoin.mine(101, azcoin.rpc("getnewaddress", wallet="wallet"))
+    key = PaperKey()
+    azcoin.pay(key.p2wpkh, 250_000_000)
+    azcoin.mine(1)
+    before = trusted(azcoin)
+    run = run_playbook(tmp_path, azcoin, [key.wif], sweep_keys_fee_rate=1)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr
+    result = sweep_result(run)
+    assert result["changed"] is True and result["found_sat"] == 250_000_000
+    assert result["amount_sat"] == 250_000_000 - result["fee_sat"]
+    azcoin.mine(1)
+    assert trusted(azcoin) == before + result["amount_sat"]
