@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -245,6 +246,21 @@ async def member_post(ctx: CsrfDep) -> Ctx:
 
 MemberDep = Annotated[Ctx, Depends(member_page)]
 MemberPostDep = Annotated[Ctx, Depends(member_post)]
+
+
+def parse_amount(text: str, decimals: int) -> int:
+    """A typed decimal amount in base units, exactly (no float); ``ValueError`` with a reason
+    for the member when it is not a positive number with at most ``decimals`` places."""
+    try:
+        value = Decimal(text.strip().replace(",", "").replace("_", ""))
+    except ArithmeticError as exc:
+        raise ValueError("The amount is not a number.") from exc
+    if not value.is_finite():
+        raise ValueError("The amount is not a number.")
+    units = value.scaleb(decimals)
+    if units <= 0 or units != units.to_integral_value():
+        raise ValueError(f"The amount must be positive with at most {decimals} decimal places.")
+    return int(units)
 
 
 def create_app(
@@ -738,24 +754,95 @@ def create_app(
         code: Annotated[str, Form(max_length=32)],
         next: Annotated[str, Form(max_length=300)] = "/account",
     ) -> Response:
-        user = ctx.user
-        assert user is not None
+        assert ctx.user is not None
         rate_limited(ctx, "reauth")
-        refuse_locked(ctx, user)
-        step = security.totp_step(user.totp_secret or "", code, user.totp_last_step)
-        if step is None or not store.use_totp_step(user.id, step):
-            if failed(ctx, user, "reauth_failed"):
-                raise PageError(
-                    423, "Too many wrong codes: the account is locked.", "Account locked"
-                )
+        if not fresh_code(ctx, code, "reauth_failed"):
             return render(
                 ctx, "totp.html", 401, action="/reauth", heading="Confirm it is you",
                 next=safe_next(next), error="Wrong or already used code.",
             )  # fmt: skip
+        store.audit("reauth_ok", ctx.user.id, ctx.ip)
+        return redirect(ctx, safe_next(next))
+
+    def fresh_code(ctx: Ctx, code: str, event: str) -> bool:
+        """A TOTP code typed now (re-authentication inline with the form it confirms); a wrong
+        one counts towards the lock-out, which ends the session."""
+        user = ctx.user
+        assert user is not None
+        refuse_locked(ctx, user)
+        step = security.totp_step(user.totp_secret or "", code, user.totp_last_step)
+        if step is None or not store.use_totp_step(user.id, step):
+            if failed(ctx, user, event):
+                raise PageError(
+                    423, "Too many wrong codes: the account is locked.", "Account locked"
+                )
+            return False
         store.clear_failures(user.id)
         store.update_session(ctx.session.id_hash, reauth_at=time.time())
-        store.audit("reauth_ok", user.id, ctx.ip)
-        return redirect(ctx, safe_next(next))
+        return True
+
+    async def withdraw_form(
+        ctx: Ctx, token: str, status: int = 200, error: str = "", done: Any = None
+    ) -> Response:
+        assert exchange is not None
+        try:
+            policy = (await exchange.get(token, "/v1/withdrawals/policy"))["chains"]
+            recent = (await exchange.get(token, "/v1/withdrawals", limit=10))["withdrawals"]
+        except ExchangeError as exc:
+            if exc.status == 404:
+                raise PageError(404, "Withdrawals are not set up on this node.") from exc
+            raise PageError(
+                503, f"The exchange cannot be reached right now ({exc.detail})."
+            ) from exc
+        return render(
+            ctx, "withdraw.html", status, policy=policy, recent=recent, error=error, done=done,
+            idempotency_key=secrets.token_urlsafe(16),
+        )  # fmt: skip
+
+    @app.get("/wallet/withdraw")
+    async def withdraw_page(ctx: MemberDep) -> Response:
+        return await withdraw_form(ctx, await exchange_token(ctx))
+
+    @app.post("/wallet/withdraw")
+    async def withdraw_submit(
+        ctx: MemberPostDep,
+        chain: Annotated[str, Form(max_length=32)],
+        address: Annotated[str, Form(max_length=128)],
+        amount: Annotated[str, Form(max_length=40)],
+        code: Annotated[str, Form(max_length=32)],
+        idempotency_key: Annotated[str, Form(min_length=8, max_length=64)],
+    ) -> Response:
+        """A withdrawal, confirmed with a fresh TOTP code in the same form."""
+        assert ctx.user is not None
+        rate_limited(ctx, "withdraw")
+        token = await exchange_token(ctx)
+        assert exchange is not None
+        try:
+            policy = (await exchange.get(token, "/v1/withdrawals/policy"))["chains"]
+            asset = policy[chain]["asset"] if chain in policy else ""
+            # a typo in the amount does not spend the member's code
+            units = parse_amount(amount, settings.asset_decimals.get(asset, 0))
+        except ValueError as exc:
+            return await withdraw_form(ctx, token, 422, str(exc))
+        except ExchangeError as exc:
+            raise PageError(503, f"The exchange cannot be reached ({exc.detail}).") from exc
+        if not fresh_code(ctx, code, "withdrawal_code_failed"):
+            return await withdraw_form(ctx, token, 401, "Wrong or already used code.")
+        try:
+            done = await exchange.post(
+                token, "/v1/withdrawals",
+                {"chain": chain, "address": address.strip(), "amount": units,
+                 "idempotency_key": idempotency_key},
+            )  # fmt: skip
+        except ExchangeError as exc:
+            if exc.status == 0 or exc.status >= 500:
+                raise PageError(503, f"The exchange cannot be reached ({exc.detail}).") from exc
+            return await withdraw_form(ctx, token, 422, exc.detail)
+        store.audit(
+            "withdrawal_requested", ctx.user.id, ctx.ip,
+            f"#{done['id']} {done['amount']} {done['asset']} to {done['address']}",
+        )  # fmt: skip
+        return await withdraw_form(ctx, token, 201, done=done)
 
     @app.post("/logout")
     async def logout(ctx: CsrfDep) -> Response:

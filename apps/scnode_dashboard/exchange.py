@@ -74,6 +74,10 @@ class ExchangeClient:
         """A member route's JSON answer."""
         return (await self._call("GET", path, token, params=params)).json()
 
+    async def post(self, token: str, path: str, body: dict[str, Any]) -> Any:
+        """A member route's JSON answer to a POST."""
+        return (await self._call("POST", path, token, json=body)).json()
+
     async def stream(self, token: str, path: str, **params: Any) -> AsyncIterator[bytes]:
         """A member route's body in chunks (the CSV export)."""
         request = self._http.build_request(

@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 
 from scnode_core.apikeys import ApiKeyStore, NewApiKey, generate
-from simnet.pytest_chain import free_port
-from tests.integration.exchange_e2e.handle import Chain, ExchangeProcess
+from simnet.pytest_chain import ChainNode, free_port
+from tests.integration.exchange_e2e.handle import Chain, ExchangeChainApi, ExchangeProcess
 
 PROVIDER_HOST = "127.0.0.2"  # another site than the dashboard's 127.0.0.1
 CONFIRMATIONS = 2
@@ -57,7 +57,9 @@ class Service:
     log: Path
     proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, ready_url: str, logs: list[Path]) -> None:
+    def start(self, ready_url: str, logs: list[Path], timeout: float = 90.0) -> None:
+        """Start and wait until ``ready_url`` answers 200 (generous: on a loaded machine a
+        Python app's imports alone take many seconds)."""
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
                 self.argv, stdout=out, stderr=subprocess.STDOUT,
@@ -70,7 +72,7 @@ class Service:
                 raise AssertionError(f"{self.name} exited:\n{self.log.read_text()[-3000:]}")
             return _answers(ready_url)
 
-        wait_until(f"{self.name} answering", up, [self.log, *logs])
+        wait_until(f"{self.name} answering", up, [self.log, *logs], timeout)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -111,19 +113,48 @@ class Stack:
         return self
 
     def _start_money(self, members: list[str], port: int, dashboard_key: NewApiKey) -> None:
-        self.chain = Chain("bitcoin", self.root / "bitcoin").start()
+        """What Chain.start() and ExchangeProcess.start() do, with this suite's own (longer)
+        start-up waits."""
+        chain = self.chain = Chain("bitcoin", self.root / "bitcoin")
+        (chain.root / "node").mkdir(parents=True)
+        (chain.root / "api").mkdir()
+        chain.node = ChainNode(chain.root / "node", "bitcoin", "regtest", None, {}, [])
+        chain.node.start()
+        chain.node.rpc("createwallet", "wallet")
+        chain.node.rpc("createwallet", "outside")
+        chain.node.mine(101)  # mature coins for the outside world (pays the deposits)
+        api = chain.api = ExchangeChainApi(chain.node, chain.root / "api", "bit")
+        api_service = Service(
+            "chain API",
+            [sys.executable, "-m", "scnode_chain_api", "--env-file", str(api.write_config()),
+             "--port", str(api.port), "--log-level", "warning"],
+            chain.root / "api" / "api.log",
+        )  # fmt: skip
+        api_service.start(f"{api.url}/healthz", [])
+        api.proc = api_service.proc
+
         (self.root / "exchange").mkdir()
         self.exchange = ExchangeProcess(
             self.root / "exchange",
             f"sqlite:///{self.root / 'exchange' / 'exchange.sqlite3'}",
             {"CHAINS": {"bitcoin": {"asset": "SATS", "confirmations": CONFIRMATIONS,
-                                    **self.chain.settings}}},
+                                    **chain.settings}},
+             # regtest addresses (bcrt), every withdrawal below the approval threshold
+             "WITHDRAWALS": {"bitcoin": {"hrp": "bcrt", "min_amount": 1_000, "flat_fee": 300,
+                                         "confirmations": 1}},
+             "WITHDRAWAL_POLL_SECONDS": "0.2"},
         )  # fmt: skip
         self.exchange.port, self.exchange.url = port, f"http://127.0.0.1:{port}"
         keys_file = self.exchange.workdir / "owner-keys.json"
         ApiKeyStore([*ApiKeyStore.load(keys_file).records, dashboard_key.record]).save(keys_file)
-        self.exchange.other_logs = [self.chain.root / "api" / "api.log"]
-        self.exchange.start()
+        exchange_service = Service(
+            "exchange",
+            [sys.executable, "-m", "scnode_exchange", "--env-file", str(self.exchange.env_file),
+             "--port", str(port), "--log-level", "info"],
+            self.exchange.log,
+        )  # fmt: skip
+        exchange_service.start(f"{self.exchange.url}/healthz", [api_service.log])
+        self.exchange.proc = exchange_service.proc
         owner = httpx.Client(
             base_url=self.exchange.url, headers={"X-API-Key": self.exchange.owner_key}
         )

@@ -171,7 +171,9 @@ def test_sign_in_enrol_deposit_and_sign_in_again(page: Page, stack: Stack, shots
     assert events[-1] == "totp_failed"
 
 
-def test_a_member_cannot_open_another_members_order(page: Page, stack: Stack, shots: Path) -> None:
+def test_a_member_cannot_open_another_members_order_and_withdraws_with_a_code(
+    page: Page, stack: Stack, shots: Path
+) -> None:
     owner = {"X-API-Key": stack.exchange.owner_key}
     orders: dict[str, int] = {}
     for handle in ("bob", "dave"):
@@ -192,7 +194,7 @@ def test_a_member_cannot_open_another_members_order(page: Page, stack: Stack, sh
         assert placed.status_code == 201, placed.text
         orders[handle] = int(placed.json()["id"])
 
-    enrol(page, stack, "bob")
+    secret, _ = enrol(page, stack, "bob")
     own = page.goto(f"{stack.dashboard_url}/orders/{orders['bob']}")
     assert own is not None and own.status == 200
     expect(page.locator("main")).to_contain_text("buy")
@@ -203,6 +205,29 @@ def test_a_member_cannot_open_another_members_order(page: Page, stack: Stack, sh
     missing = page.goto(f"{stack.dashboard_url}/orders/{orders['dave'] + 1000}")
     assert missing is not None and missing.status == 404
     assert page.inner_text("main") == other_text(page, stack, orders["dave"])
+
+    # bob withdraws to the outside world, confirming with a fresh code
+    outside = stack.chain.node.rpc("getnewaddress", wallet="outside")
+    page.goto(f"{stack.dashboard_url}/wallet/withdraw")
+    page.select_option("#chain", "bitcoin")
+    page.fill("#address", outside)
+    page.fill("#amount", "20,000")
+    page.fill("#code", pyotp.TOTP(secret).at(time.time() + 30))
+    page.click("#withdraw-form button[type=submit]")
+    expect(page.locator("#withdrawal-done")).to_contain_text("20,000 SATS")
+    shot(page, shots, "13-withdrawal")
+
+    def paid() -> bool:
+        return any(
+            out.get("address") == outside
+            for tx in stack.chain.wallet_sends()
+            for out in stack.chain.node.rpc("gettransaction", tx["txid"], wallet="wallet")[
+                "details"
+            ]
+        )
+
+    wait_until("the withdrawal paid by the node wallet", paid, stack.logs())
+    assert "withdrawal_requested" in audit(stack, "bob")
 
 
 def other_text(page: Page, stack: Stack, order_id: int) -> str:

@@ -34,10 +34,12 @@ PASSWORD = "correct horse battery"
 LIGHT = PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1)
 
 
-def member_api(handles: set[str]) -> FastAPI:
+def member_api(handles: set[str], withdrawals: list[dict[str, Any]] | None = None) -> FastAPI:
     """The exchange routes the dashboard calls, scoped by the bearer token like the real ones:
-    order 1 belongs to alice, order 2 to bob."""
+    order 1 belongs to alice, order 2 to bob; withdrawal requests are appended to
+    ``withdrawals`` (with the member they were made for)."""
     api = FastAPI()
+    sent = withdrawals if withdrawals is not None else []
     owners = {1: "alice", 2: "bob"}
 
     def who(authorization: str) -> str:
@@ -73,6 +75,23 @@ def member_api(handles: set[str]) -> FastAPI:
             raise HTTPException(404, "order not found")
         return {"id": order_id, "side": "buy", "status": "open"}
 
+    @api.get("/v1/withdrawals/policy")
+    def policy() -> dict[str, Any]:
+        return {"chains": {"bitcoin": {"asset": "SATS", "fee": 300, "min_amount": 1000}}}
+
+    @api.get("/v1/withdrawals")
+    def mine(authorization: str = Header("")) -> dict[str, Any]:
+        return {"withdrawals": [w for w in sent if w["member"] == who(authorization)]}
+
+    @api.post("/v1/withdrawals", status_code=201)
+    def withdraw(body: dict[str, Any], authorization: str = Header("")) -> dict[str, Any]:
+        if body["amount"] < 1000:
+            raise HTTPException(422, "below the minimum of 1000")
+        made = {**body, "id": len(sent) + 1, "asset": "SATS", "state": "requested",
+                "member": who(authorization), "txid": None}  # fmt: skip
+        sent.append(made)
+        return made
+
     return api
 
 
@@ -81,6 +100,7 @@ class Dash:
     client: TestClient
     store: Store
     settings: DashboardSettings
+    withdrawals: list[dict[str, Any]]
 
     def csrf(self, path: str = "/login") -> str:
         page = self.client.get(path)
@@ -129,15 +149,18 @@ def make_dash(
     tmp_path: Path, oidc: OidcClient | None = None, local_users: tuple[str, ...] = ("alice", "bob")
 ) -> Iterator[Dash]:
     settings = make_settings(tmp_path)
+    withdrawals: list[dict[str, Any]] = []
     exchange = ExchangeClient(
-        "http://exchange", "k", transport=httpx.ASGITransport(member_api({"alice", "bob"}))
+        "http://exchange",
+        "k",
+        transport=httpx.ASGITransport(member_api({"alice", "bob"}, withdrawals)),
     )
     app = create_app(settings, exchange=exchange, oidc=oidc)
     store: Store = app.state.store
     for name in local_users:
         store.add_local_user(name, LIGHT.hash(PASSWORD), name)
     with TestClient(app, base_url="http://testserver") as client:
-        yield Dash(client, store, settings)
+        yield Dash(client, store, settings, withdrawals)
 
 
 @pytest.fixture

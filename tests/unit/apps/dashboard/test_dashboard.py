@@ -8,6 +8,7 @@ import re
 import time
 
 import pyotp
+import pytest
 from fastapi.routing import APIRoute
 
 from scnode_dashboard.app import csrf
@@ -149,3 +150,39 @@ def test_members_see_only_their_orders_and_pages_carry_security_headers(dash: Da
     assert own.headers["cache-control"] == "no-store"
     cookie = own.request.headers.get("cookie", "")
     assert cookie.startswith("scnode_dashboard=")
+
+
+def test_a_withdrawal_needs_a_fresh_code_and_goes_out_for_the_member(dash: Dash) -> None:
+    secret = dash.sign_in_local("alice")
+    page = dash.client.get("/wallet/withdraw")
+    assert page.status_code == 200 and 'value="bitcoin"' in page.text
+    form = {"chain": "bitcoin", "address": "bcrt1qoutside", "idempotency_key": "k" * 16,
+            "csrf_token": dash.csrf("/wallet/withdraw")}  # fmt: skip
+
+    typo = dash.client.post("/wallet/withdraw", data={**form, "amount": "12.5", "code": "x"})
+    assert typo.status_code == 422 and "at most 0 decimal places" in typo.text
+    wrong = dash.client.post("/wallet/withdraw", data={**form, "amount": "5,000", "code": "000000"})
+    assert wrong.status_code == 401 and dash.withdrawals == []
+    spent = pyotp.TOTP(secret).now()  # used by the enrolment: replay refused
+    replay = dash.client.post("/wallet/withdraw", data={**form, "amount": "5000", "code": spent})
+    assert replay.status_code == 401 and dash.withdrawals == []
+    code = pyotp.TOTP(secret).at(time.time() + 30)
+    done = dash.client.post("/wallet/withdraw", data={**form, "amount": "5,000", "code": code})
+    assert done.status_code == 201 and 'id="withdrawal-done"' in done.text
+    (sent,) = dash.withdrawals
+    assert (sent["member"], sent["chain"], sent["address"], sent["amount"]) == (
+        "alice", "bitcoin", "bcrt1qoutside", 5000,
+    )  # fmt: skip
+    assert sent["idempotency_key"] == "k" * 16
+    events = dash.audit()
+    assert events.count("withdrawal_code_failed") == 2 and "withdrawal_requested" in events
+
+
+def test_amounts_are_parsed_exactly() -> None:
+    from scnode_dashboard.app import parse_amount
+
+    assert parse_amount("1.00000001", 8) == 100_000_001
+    assert parse_amount("1,234", 0) == 1234
+    for bad in ("0", "-1", "1.5", "nan", "inf", "abc", ""):
+        with pytest.raises(ValueError):
+            parse_amount(bad, 0)
