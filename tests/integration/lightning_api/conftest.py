@@ -1,7 +1,8 @@
 """Fixtures: one simnet lightningd with a channel to the simulated SC Cluster hub per test
-module (starting the pair is most of the cost), and a fresh Lightning API process — its own
-state file, keys and port — per test. Tests use their own members and keys, so the shared
-node's history never decides an assertion."""
+module (starting the pair is most of the cost), one Lightning API process per module for the
+tests that leave it running, and `start_lightning_api` for a fresh one — its own state file,
+keys and port — in tests that kill it or set other settings. Tests use their own members and
+keys, so the shared node's history never decides an assertion."""
 
 from __future__ import annotations
 
@@ -69,10 +70,20 @@ def start_lightning_api(tmp_path: Path) -> Iterator[Callable[..., LightningApi]]
         api.stop()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def ln_api(
-    shared_pair: LightningPair, start_lightning_api: Callable[..., LightningApi]
-) -> LightningApi:
-    """A fresh API in front of the module's node."""
+    shared_pair: LightningPair, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LightningApi]:
+    """An API in front of the module's node, shared by the module's tests that neither stop it
+    nor need their own settings (an API process start is seconds on a loaded machine)."""
     node, hub = shared_pair
-    return start_lightning_api(node, hub.node_id)
+    # a short grace, so tests see failed payments become final within seconds
+    api = LightningApi(
+        node,
+        tmp_path_factory.mktemp("lightning-api"),
+        hub.node_id,
+        settings={"UNSENT_GRACE_SECONDS": "1"},
+    )
+    api.start()
+    yield api
+    api.stop()

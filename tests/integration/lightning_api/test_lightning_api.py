@@ -4,6 +4,7 @@ processes): health, node info, invoices by idempotency key, paid invoices as eve
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -97,7 +98,7 @@ def test_invoice_per_member_and_key_is_created_once_and_its_payment_is_an_event(
 
         with ln_api.websocket() as ws:
             hub.pay_from_outside(invoice["bolt11"])
-            event = next_event(ws, "invoice_paid")
+            event = next_event(ws, "invoice_paid", payment_hash=invoice["payment_hash"])
         assert event["data"]["member"] == "alice"
         assert event["data"]["payment_hash"] == invoice["payment_hash"]
         assert event["data"]["amount_received_msat"] == 25_000_000
@@ -134,12 +135,13 @@ def test_invoice_list_pages_and_filters_by_member(ln_api: LightningApi) -> None:
 
 
 def test_events_resume_from_a_cursor_across_a_restart(
-    shared_pair: LightningPair, ln_api: LightningApi
+    shared_pair: LightningPair, start_lightning_api: Callable[..., LightningApi]
 ) -> None:
     """Invoices paid while the API is down are published after it restarts (lightningd's
     list is the truth, cl-zmq messages sent meanwhile are lost), each exactly once, and a
     client resumes from the last event id it saw."""
-    _, hub = shared_pair
+    node, hub = shared_pair
+    ln_api = start_lightning_api(node, hub.node_id)
     with ln_api.client("invoice") as client:
         bolt11s = [
             client.post(

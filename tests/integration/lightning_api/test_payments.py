@@ -44,7 +44,7 @@ def test_an_invoice_is_paid_once_per_key_within_the_fee_limit(
     with ln_api.websocket() as ws, ln_api.client("pay") as client:
         first = client.post("/v1/payments", json=body)
         assert first.status_code == 201, first.text
-        event = next_event(ws, "payment_settled")
+        event = next_event(ws, "payment_settled", idempotency_key="withdraw-0001")
     paid = first.json()
     assert paid["state"] == "complete"
     assert paid["amount_msat"] == 40_000_000
@@ -100,14 +100,12 @@ def test_a_failed_payment_is_final_and_a_new_key_may_retry(
 
 @pytest.mark.parametrize("then", ["complete", "fail"])
 def test_an_error_from_pay_with_a_part_still_held_is_not_taken_as_failure(
-    shared_pair: LightningPair,
-    start_lightning_api: Callable[..., LightningApi],
-    then: str,
+    shared_pair: LightningPair, ln_api: LightningApi, then: str
 ) -> None:
     """PROTOCOLS.md: pay can answer 210 while a part is still held by the payee; the payment
     is settled or failed only from lightningd's lists."""
     node, hub = shared_pair
-    api = start_lightning_api(node, hub.node_id, UNSENT_GRACE_SECONDS="1")
+    api = ln_api
     outside = hub.make_outside_invoice(12_000_000)
     key = f"held-part-{then}"
     node.fail_next_payment(210, pending_seconds=1.5, then=then)
