@@ -1,6 +1,7 @@
 """LaaS deposits end to end: the exchange's Lightning deposit watcher and invoices against a
 real Lightning API process in front of the simnet lightningd, paid by the simulated outside
-world through the SC Cluster hub. Credited once, also across a watcher stop and an API kill."""
+world through the SC Cluster hub. Credited once, also across a watcher stop and an API kill,
+and the member's balance moves by what the node's channel received."""
 
 from __future__ import annotations
 
@@ -93,6 +94,11 @@ def test_member_invoices_are_credited_once_across_watcher_and_api_restarts(
         with exchange() as session:
             return Ledger(session).member_account(alice, "SATS").balance
 
+    def channel_local_msat() -> int:
+        return int(node.rpc.listpeerchannels()["channels"][0]["to_us_msat"])
+
+    local_before = channel_local_msat()
+
     def deposits() -> LightningDeposits:
         return LightningDeposits(exchange, LightningApiClient(api.url, api.tokens["invoice"]))
 
@@ -121,6 +127,8 @@ def test_member_invoices_are_credited_once_across_watcher_and_api_restarts(
         references = session.scalars(
             select(JournalEntry.reference).where(JournalEntry.reference.like("ln:invoice:%"))
         ).all()
+    # the exchange ledger, the Lightning API and the channel agree
+    assert channel_local_msat() - local_before == 42_345 * 1000
     assert sorted(str(r) for r in references) == sorted(
         f"ln:invoice:{i['payment_hash']}" for i in (invoice, second)
     )
