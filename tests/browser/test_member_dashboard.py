@@ -6,6 +6,7 @@ Screenshots of each page land in tests/output/browser/."""
 
 from __future__ import annotations
 
+import importlib.resources
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -30,8 +31,22 @@ def page(browser: Browser) -> Iterator[Page]:
         context.close()
 
 
+AXE = Path(str(importlib.resources.files("axe_playwright_python") / "axe.min.js"))
+
+
 def shot(page: Page, shots: Path, name: str) -> None:
+    """A screenshot of the page, and an axe-core check: no serious or critical accessibility
+    violation (axe-core is the copy the axe-playwright-python wheel ships)."""
     page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+    if not page.evaluate("typeof axe !== 'undefined'"):
+        page.evaluate(AXE.read_text())
+    found = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+    serious = [
+        f"{v['id']} ({v['impact']}): {[n['target'] for n in v['nodes']][:3]}"
+        for v in found["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+    assert not serious, f"{name}: {serious}"
 
 
 def through_provider(page: Page, stack: Stack, handle: str) -> None:
@@ -115,12 +130,13 @@ def test_sign_in_enrol_deposit_and_sign_in_again(page: Page, stack: Stack, shots
         page.reload()
         return text in page.inner_text(selector)
 
-    wait_until("deposit pending on the page", lambda: shows("main", txid), stack.logs())
+    wait_until("deposit pending on the page", lambda: shows("main", txid), stack.logs(), every=0.5)
     stack.chain.node.mine(CONFIRMATIONS)
     wait_until(
         "deposit credited on the page",
         lambda: shows("#balances", "250,000"),
         stack.logs(),
+        every=0.5,
     )
     assert page.inner_text("tr[data-asset=SATS] .available").strip() == "250,000"
     assert txid in page.inner_text("#history")
@@ -226,7 +242,7 @@ def test_a_member_cannot_open_another_members_order_and_withdraws_with_a_code(
             ]
         )
 
-    wait_until("the withdrawal paid by the node wallet", paid, stack.logs())
+    wait_until("the withdrawal paid by the node wallet", paid, stack.logs(), every=0.3)
     assert "withdrawal_requested" in audit(stack, "bob")
 
 
