@@ -29,8 +29,14 @@ MAX_FAILURES = 3
 
 
 def wait_until(
-    what: str, check: Callable[[], bool], logs: list[Path], timeout: float = 30.0
+    what: str,
+    check: Callable[[], bool],
+    logs: list[Path],
+    timeout: float = 30.0,
+    every: float = 0.1,
 ) -> None:
+    """Poll ``check`` every ``every`` seconds; fail with the ends of ``logs`` when it does not
+    come true in time."""
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:
@@ -38,7 +44,7 @@ def wait_until(
                 f"\n--- {p}:\n{p.read_text(errors='replace')[-3000:]}" for p in logs if p.exists()
             )
             raise AssertionError(f"{what}: not reached in {timeout}s{tails}")
-        time.sleep(0.1)
+        time.sleep(every)
 
 
 def _answers(url: str) -> bool:
