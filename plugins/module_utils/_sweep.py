@@ -267,7 +267,7 @@ class Sweeper:
             seen.add(key)
 
     def plan(self) -> SweepPlan:
-        """Scan the UTXO set for the keys' coins and decide what to spend at the fee rate."""
+        """Scan the UTXO set for the keys' coins; set aside those that cannot be spent now."""
         info = self._call("getblockchaininfo")
         chain = str(info["chain"])
         self.check_keys(chain)
