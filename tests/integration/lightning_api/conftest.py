@@ -15,11 +15,10 @@ from pathlib import Path
 import pytest
 
 from simnet.pytest_lightning import ChainHandle, LightningNodeHandle, open_channel
-from tests.integration.lightning_api.handle import LightningApi
+from tests.integration.lightning_api.handle import LightningApi, LightningPair
 
 # on the hub's side of the 5,000,000 sat channel, so the outside world can pay the node
 INBOUND_MSAT = 2_000_000_000
-LightningPair = tuple[LightningNodeHandle, LightningNodeHandle]
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,9 @@ from websockets.sync.client import ClientConnection, connect
 from scnode_core.apikeys import ApiKeyStore, generate
 from simnet.pytest_lightning import LightningNodeHandle, free_port
 
+# (node, hub): the simnet lightningd and the simulated SC Cluster hub it has a channel with
+LightningPair = tuple[LightningNodeHandle, LightningNodeHandle]
+
 SCOPES = {
     "read": {"read"},
     "invoice": {"read", "invoice"},

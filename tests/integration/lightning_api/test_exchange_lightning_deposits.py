@@ -20,8 +20,7 @@ from scnode_exchange.ledger import Ledger
 from scnode_exchange.ledger.models import JournalEntry
 from scnode_exchange.lightning import LightningApiClient, LightningDeposits
 from simnet.pytest_lightning import wait_for
-from tests.integration.lightning_api.conftest import LightningPair
-from tests.integration.lightning_api.handle import LightningApi
+from tests.integration.lightning_api.handle import LightningApi, LightningPair
 
 T = TypeVar("T")
 

@@ -10,8 +10,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from simnet.pytest_lightning import wait_for
-from tests.integration.lightning_api.conftest import LightningPair
-from tests.integration.lightning_api.handle import LightningApi, next_event
+from tests.integration.lightning_api.handle import LightningApi, LightningPair, next_event
 
 CHANNEL_MSAT = 5_000_000 * 1000
 

@@ -13,8 +13,7 @@ import httpx
 import pytest
 
 from simnet.pytest_lightning import LightningNodeHandle, wait_for
-from tests.integration.lightning_api.conftest import LightningPair
-from tests.integration.lightning_api.handle import LightningApi, next_event
+from tests.integration.lightning_api.handle import LightningApi, LightningPair, next_event
 
 
 def hub_fee(amount_msat: int) -> int:
