@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from scnode_core.eventjournal import EventBus
-from scnode_core.lightning_rpc import LightningRpcError
+from scnode_core.lightning_rpc import LightningRpcError, LightningUnavailableError
 from scnode_lightning_api.service import LightningService, RequestRefusedError
 from scnode_lightning_api.store import LightningApiStore
 
@@ -267,3 +267,27 @@ def test_the_same_invoice_key_returns_the_existing_invoice(tmp_path: Path) -> No
     with pytest.raises(RequestRefusedError) as refused:
         create(6_000)
     assert refused.value.status == 409
+
+
+def test_lightningd_gone_during_the_call_leaves_the_payment_to_the_reconciler(
+    tmp_path: Path,
+) -> None:
+    """The socket broke mid-call: the request may have reached lightningd. The caller gets the
+    error (503 from the API), the record stays pending and is settled from listpays later."""
+    service = make(
+        tmp_path,
+        {"xpay": LightningUnavailableError("xpay: Connection to RPC server lost.")},
+    )
+    with pytest.raises(LightningUnavailableError):
+        pay(service)
+    assert service.store.payment("withdraw-1").state == "pending"  # type: ignore[union-attr]
+    rpc_of(service).answers.update(
+        {
+            "listsendpays": {"payments": [{"status": "complete", "amount_sent_msat": 10_002}]},
+            "listpays": {"pays": [{"status": "complete", "preimage": "aa" * 32}]},
+        }
+    )
+    asyncio.run(service.reconcile_pending())
+    record = service.store.payment("withdraw-1")
+    assert record is not None and record.state == "complete"
+    assert rpc_of(service).count("xpay") == 1
