@@ -54,6 +54,7 @@ HERE = Path(__file__).parent
 TOUCH_EVERY = 15.0  # seconds: last_seen is written at most this often per session
 TOKEN_MARGIN = 300  # renew the exchange token this long before it expires
 ANON_TTL = 600.0  # an unfinished sign-in (OIDC state, first factor only) lasts 10 minutes
+PURGE_EVERY = 300.0  # seconds between deletions of ended sessions
 CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
     "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
@@ -172,6 +173,11 @@ async def context(request: Request) -> Ctx:
     store: Store = request.app.state.store
     cookie_name: str = request.app.state.cookie_name
     now = time.time()
+    if now - request.app.state.purged_at > PURGE_EVERY:
+        request.app.state.purged_at = now
+        store.purge_sessions(
+            now, settings.session_idle_seconds, settings.session_absolute_seconds, ANON_TTL
+        )
     session_id = request.cookies.get(cookie_name, "")
     session = store.session(session_id) if session_id else None
     if session is not None and expired(settings, session, now):
@@ -314,6 +320,7 @@ def create_app(
     app.state.settings = settings
     app.state.store = store
     app.state.cookie_name = cookie_name
+    app.state.purged_at = 0.0
     app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 

@@ -351,11 +351,13 @@ class Store:
             )
             return cur.rowcount == 1
 
-    def purge_sessions(self, idle_before: float, created_before: float) -> int:
+    def purge_sessions(self, now: float, idle: float, absolute: float, unfinished: float) -> int:
+        """Delete the sessions that have ended (the same rules as a request finds them)."""
         with self._tx() as db:
             cur = db.execute(
-                "DELETE FROM sessions WHERE last_seen < ? OR created < ?",
-                (idle_before, created_before),
+                "DELETE FROM sessions WHERE (stage = ? AND (last_seen < ? OR created < ?))"
+                " OR (stage != ? AND created < ?)",
+                (FULL, now - idle, now - absolute, FULL, now - unfinished),
             )
             return cur.rowcount
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 
 import pyotp
 import pytest
@@ -186,3 +187,66 @@ def test_amounts_are_parsed_exactly() -> None:
     for bad in ("0", "-1", "1.5", "nan", "inf", "abc", ""):
         with pytest.raises(ValueError):
             parse_amount(bad, 0)
+
+
+def test_ended_sessions_are_purged(dash: Dash) -> None:
+    dash.sign_in_local("alice")
+    for _ in range(3):  # abandoned sign-ins (no cookie kept)
+        dash.client.cookies.clear()
+        dash.client.get("/login")
+    now = time.time()
+    settings = dash.settings
+    idle, absolute = settings.session_idle_seconds, settings.session_absolute_seconds
+    assert dash.store.purge_sessions(now, idle, absolute, 600) == 0
+    # 11 minutes on: the unfinished ones are gone, alice's signed-in one too (idle > 15 min
+    # only after 16 minutes)
+    assert dash.store.purge_sessions(now + 660, idle, absolute, 600) == 3
+    assert dash.store.purge_sessions(now + idle + 60, idle, absolute, 600) == 1
+
+
+def test_production_settings_refuse_plain_http_and_insecure_cookies(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    from tests.unit.apps.dashboard.conftest import make_settings
+
+    for values in ({"public_url": "http://node.example/"}, {"cookie_secure": False},
+                   {"oidc_discovery_url": "https://btcofaz.example/.well-known/x"}):  # fmt: skip
+        good = {"public_url": "https://node.example/", "cookie_secure": True}
+        with pytest.raises(ValidationError):
+            make_settings(tmp_path, environment="production", **{**good, **values})
+    assert (
+        make_settings(
+            tmp_path,
+            environment="production",
+            public_url="https://node.example/",
+            cookie_secure=True,
+        ).origin
+        == "https://node.example"
+    )
+
+
+def test_add_local_user_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from scnode_dashboard.__main__ import main
+    from scnode_dashboard.security import verify_secret
+    from scnode_dashboard.store import Store
+
+    env = tmp_path / "dashboard.env"
+    env.write_text(
+        "SCNODE_DASHBOARD_PUBLIC_URL=https://node.example/\n"
+        f"SCNODE_DASHBOARD_DATABASE_PATH={tmp_path / 'd.sqlite3'}\n"
+        "SCNODE_DASHBOARD_EXCHANGE_API_KEY=k\n"
+    )
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    assert main(["--env-file", str(env), "add-local-user", "owner", "owner"]) == 2
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long enough passphrase\n"))
+    assert main(["--env-file", str(env), "add-local-user", "owner", "owner"]) == 0
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long enough passphrase\n"))
+    assert main(["--env-file", str(env), "add-local-user", "owner", "owner"]) == 1
+    store = Store(tmp_path / "d.sqlite3")
+    user = store.local_user("owner")
+    store.close()
+    assert user is not None and user.password_hash is not None
+    assert verify_secret(user.password_hash, "a long enough passphrase")
+    assert (tmp_path / "d.sqlite3").stat().st_mode & 0o777 == 0o600
