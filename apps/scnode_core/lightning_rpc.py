@@ -11,7 +11,9 @@ error object (`LightningRpcError`, with its flat extra fields) or it could not b
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -47,20 +49,28 @@ class LightningUnavailableError(Exception):
 
 
 class LightningClient:
-    """Calls on ``<lightning-dir>/<network>/lightning-rpc``."""
+    """Calls on ``<lightning-dir>/<network>/lightning-rpc``.
 
-    def __init__(self, socket_path: Path, timeout: float = 120.0) -> None:
+    Its own thread pool: a payment call can wait a minute for the network, and a few of them
+    must not starve status calls of the event loop's small default pool (cpu count + 4)."""
+
+    def __init__(self, socket_path: Path, timeout: float = 120.0, max_calls: int = 32) -> None:
         self.socket_path = socket_path
         self.timeout = timeout
         self._rpc = UnixDomainSocketRpc(str(socket_path), logger=log, caller_name="scnode")
+        self._pool = ThreadPoolExecutor(max_calls, thread_name_prefix="lightning-rpc")
+
+    def close(self) -> None:
+        """Let running calls finish in their threads; take no new ones."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def call(self, method: str, **params: Any) -> Any:
         """Call ``method`` with named parameters (None values are left out)."""
         payload = {k: v for k, v in params.items() if v is not None}
         try:
-            return await asyncio.wait_for(
-                asyncio.to_thread(self._rpc.call, method, payload), self.timeout
-            )
+            loop = asyncio.get_running_loop()
+            call = functools.partial(self._rpc.call, method, payload)
+            return await asyncio.wait_for(loop.run_in_executor(self._pool, call), self.timeout)
         except RpcError as exc:
             if isinstance(exc.error, dict):
                 raise LightningRpcError(method, exc.error) from None

@@ -111,6 +111,7 @@ def create_app(settings: LightningApiSettings) -> FastAPI:
             with contextlib.suppress(asyncio.CancelledError):
                 await poller
             await watcher.stop()
+            rpc.close()
             if bitcoind is not None:
                 await bitcoind.aclose()
             store.close()
