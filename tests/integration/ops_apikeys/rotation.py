@@ -20,7 +20,7 @@ from scnode_core import keytool
 
 REPO = Path(__file__).resolve().parents[3]
 BIN = REPO / ".venv" / "bin"
-GRACE = 30
+GRACE = 40
 ROTATE_TASK = (
     f"API keys — rotate (a new key; the old one keeps working for its grace period, s) {GRACE}"
 )
