@@ -656,6 +656,7 @@ def create_app(
         token = await exchange_token(ctx)
         assert exchange is not None
         try:
+            me = await exchange.get(token, "/api/auth/me")
             balances = await exchange.get(token, "/api/balances")
             history = await exchange.get(token, "/api/history", limit=25)
             pending = (await exchange.get(token, "/v1/deposits/pending"))["deposits"]
@@ -674,7 +675,7 @@ def create_app(
             deposits.append({**got, "qr": security.qr_svg(uri)})
         return render(
             ctx, "wallet.html", balances=balances, history=history["items"],
-            pending=pending, deposits=deposits,
+            pending=pending, deposits=deposits, frozen=bool(me.get("frozen")),
         )  # fmt: skip
 
     @app.get("/wallet/history.csv")

@@ -52,6 +52,10 @@ def member_api(handles: set[str], withdrawals: list[dict[str, Any]] | None = Non
         return {"token": f"tok-{body['handle']}", "member_id": 1, "frozen": False,
                 "expires_at": 4_000_000_000}  # fmt: skip
 
+    @api.get("/api/auth/me")
+    def me(authorization: str = Header("")) -> dict[str, Any]:
+        return {"username": who(authorization), "frozen": who(authorization) == "bob"}
+
     @api.get("/api/balances")
     def balances() -> list[dict[str, Any]]:
         return [{"asset": "SATS", "balance": 1500, "reserved": 500, "available": 1000}]
@@ -126,6 +130,12 @@ class Dash:
         )
         assert done.status_code == 200 and 'id="recovery-codes"' in done.text
         return secret.group(1)
+
+    def spent_code(self, handle: str) -> str:
+        """The code of the last accepted step (whatever the clock says now)."""
+        user = self.store.local_user(handle)
+        assert user is not None and user.totp_secret is not None
+        return pyotp.TOTP(user.totp_secret).at(user.totp_last_step * 30)
 
     def audit(self) -> list[str]:
         return [e.event for e in reversed(self.store.audit_events(limit=500))]

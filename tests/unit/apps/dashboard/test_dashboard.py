@@ -36,6 +36,7 @@ def test_local_sign_in_enrol_totp_replay_and_recovery_code(dash: Dash) -> None:
     secret = dash.sign_in_local()
     wallet = dash.client.get("/wallet")
     assert wallet.status_code == 200 and "1,000" in wallet.text and "bcrt1qexample" in wallet.text
+    assert 'id="frozen"' not in wallet.text
 
     dash.client.post("/logout", data={"csrf_token": dash.csrf("/wallet")})
     assert dash.client.get("/wallet", follow_redirects=False).status_code == 303
@@ -45,7 +46,7 @@ def test_local_sign_in_enrol_totp_replay_and_recovery_code(dash: Dash) -> None:
     )
     # the code that enrolled is spent: the same 30 s step is refused (replay)
     replay = dash.client.post(
-        "/2fa", data={"code": pyotp.TOTP(secret).now(), "csrf_token": dash.csrf("/2fa")}
+        "/2fa", data={"code": dash.spent_code("alice"), "csrf_token": dash.csrf("/2fa")}
     )
     assert replay.status_code == 401
     ok = dash.client.post(
@@ -79,8 +80,9 @@ def test_lock_out_after_bad_codes_is_audited_and_holds(dash: Dash) -> None:
     events = dash.audit()
     assert events.count("totp_failed") == 3 and "lockout" in events
     assert events[-1] == "login_refused_locked"
-    # bob is not affected
+    # bob is not affected (the owner froze his exchange account: the wallet says so)
     assert dash.sign_in_local("bob")
+    assert 'id="frozen"' in dash.client.get("/wallet").text
 
 
 def test_wrong_passwords_lock_the_account(dash: Dash) -> None:
@@ -164,7 +166,7 @@ def test_a_withdrawal_needs_a_fresh_code_and_goes_out_for_the_member(dash: Dash)
     assert typo.status_code == 422 and "at most 0 decimal places" in typo.text
     wrong = dash.client.post("/wallet/withdraw", data={**form, "amount": "5,000", "code": "000000"})
     assert wrong.status_code == 401 and dash.withdrawals == []
-    spent = pyotp.TOTP(secret).now()  # used by the enrolment: replay refused
+    spent = dash.spent_code("alice")  # used by the enrolment: replay refused
     replay = dash.client.post("/wallet/withdraw", data={**form, "amount": "5000", "code": spent})
     assert replay.status_code == 401 and dash.withdrawals == []
     code = pyotp.TOTP(secret).at(time.time() + 30)
