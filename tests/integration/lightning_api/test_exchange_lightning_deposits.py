@@ -107,7 +107,7 @@ def test_member_invoices_are_credited_once_across_watcher_and_api_restarts(
     again = loop.run(first_run.create_invoice(alice, 30_000, "ln-deposit-0001", "top up"))
     assert again["bolt11"] == invoice["bolt11"]
     hub.pay_from_outside(invoice["bolt11"])
-    wait_for(lambda: sats() == 30_000, 15, "first deposit credited")
+    wait_for(lambda: sats() == 30_000, 30, "first deposit credited")
 
     second = loop.run(first_run.create_invoice(alice, 12_345, "ln-deposit-0002"))
     watching.stop()
@@ -116,7 +116,7 @@ def test_member_invoices_are_credited_once_across_watcher_and_api_restarts(
     api.start()
     assert sats() == 30_000
     watching = Watching(loop, deposits())
-    wait_for(lambda: sats() == 42_345, 15, "second deposit credited after restarts")
+    wait_for(lambda: sats() == 42_345, 30, "second deposit credited after restarts")
     watching.stop()
     watching = Watching(loop, deposits())  # once more: nothing is credited twice
     loop.run(asyncio.sleep(1.5))

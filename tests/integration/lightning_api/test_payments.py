@@ -107,7 +107,7 @@ def test_an_error_from_pay_with_a_part_still_held_is_not_taken_as_failure(
     api = ln_api
     outside = hub.make_outside_invoice(12_000_000)
     key = f"held-part-{then}"
-    node.fail_next_payment(210, pending_seconds=1.5, then=then)
+    node.fail_next_payment(210, pending_seconds=3, then=then)
     with api.client("pay") as client:
         first = client.post(
             "/v1/payments",
@@ -116,7 +116,7 @@ def test_an_error_from_pay_with_a_part_still_held_is_not_taken_as_failure(
     assert first.status_code == 201, first.text
     assert first.json()["state"] == "pending"
     final = wait_for(
-        lambda: (p := payment_state(api, key))["state"] != "pending" and p, 15, "an outcome"
+        lambda: (p := payment_state(api, key))["state"] != "pending" and p, 30, "an outcome"
     )
     if then == "complete":
         assert final["state"] == "complete"
