@@ -337,7 +337,7 @@ class LightningService:
                 raise RequestRefusedError(422, "the invoice names its amount: omit amount_msat")
             if invoice_amount is None and amount_msat is None:
                 raise RequestRefusedError(422, "the invoice names no amount; give amount_msat")
-            amount = int(invoice_amount if invoice_amount is not None else amount_msat)  # type: ignore[arg-type]
+            amount = int(invoice_amount) if invoice_amount is not None else int(amount_msat or 0)
             if amount <= 0:
                 raise RequestRefusedError(422, "amount_msat must be positive")
             if int(decoded.get("created_at", 0)) + int(decoded.get("expiry", 3600)) <= time.time():
