@@ -30,7 +30,7 @@ BIN = Path(sys.executable).parent
 
 
 def _playbook(
-    name: str, inventory: Path, extra: dict[str, Any]
+    name: str, inventory: Path, extra: dict[str, Any], *options: str
 ) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
     env["PATH"] = f"{BIN}:{env['PATH']}"
@@ -44,6 +44,7 @@ def _playbook(
             "packages",
             "-e",
             json.dumps(extra),
+            *options,
         ],
         cwd=ROOT,
         env=env,
@@ -131,6 +132,9 @@ def test_backup_yml_then_restore_yml_on_another_node(
         "restore_exchange_service": "",
         "restore_exchange_owner": "root",
     }
+    checked = _playbook("restore.yml", inventory, restore_vars, "--check")
+    assert checked.returncode == 0, checked.stdout[-4000:]
+    assert new.rpc("listwallets") == [] and not restored_db.exists()
     restore = _playbook("restore.yml", inventory, restore_vars)
     assert restore.returncode == 0, restore.stdout[-4000:]
     assert new.rpc("getbalances", wallet="wallet") == old.rpc("getbalances", wallet="wallet")
