@@ -22,13 +22,14 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from scnode_core.apikeys import ApiKeyStore
 
+# The table the chain API has always had; ``dedupe`` is added to an existing one, so an API
+# whose state file predates it can switch to this journal without losing its cursor ids.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     created REAL NOT NULL,
     kind TEXT NOT NULL,
-    data TEXT NOT NULL,
-    dedupe TEXT UNIQUE
+    data TEXT NOT NULL
 );
 """
 
@@ -50,6 +51,10 @@ class EventJournal:
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(events)")}
+        if "dedupe" not in columns:
+            self._db.execute("ALTER TABLE events ADD COLUMN dedupe TEXT")
+        self._db.execute("CREATE UNIQUE INDEX IF NOT EXISTS events_dedupe ON events (dedupe)")
 
     def append(self, kind: str, data: dict[str, Any], dedupe: str | None = None) -> Event | None:
         """Journal an event; None when an event with the same ``dedupe`` key exists."""

@@ -35,6 +35,21 @@ def test_a_dedupe_key_publishes_once_even_after_reopening(tmp_path: Path) -> Non
     assert [e.kind for e in again.journal.recent(10)] == ["invoice_paid", "warning"]
 
 
+def test_a_journal_without_dedupe_keys_is_taken_over_with_its_ids(tmp_path: Path) -> None:
+    """The chain API's events table (no dedupe column) keeps its events and ids."""
+    db = sqlite3.connect(tmp_path / "old.sqlite", isolation_level=None)
+    db.executescript(
+        "CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, created REAL NOT NULL, "
+        "kind TEXT NOT NULL, data TEXT NOT NULL);"
+        "INSERT INTO events (created, kind, data) VALUES (1, 'rawtx', '{}');"
+    )
+    taken_over = EventJournal(db)
+    assert [(e.id, e.kind) for e in taken_over.after(0)] == [(1, "rawtx")]
+    assert taken_over.append("block", {}, dedupe="block:1") is not None
+    assert taken_over.append("block", {}, dedupe="block:1") is None
+    assert EventJournal(db).last_id() == 2
+
+
 def test_a_stream_replays_after_the_cursor_then_follows_live(tmp_path: Path) -> None:
     bus = EventBus(journal(tmp_path))
     for i in range(3):
