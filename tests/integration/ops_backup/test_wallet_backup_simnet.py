@@ -40,8 +40,10 @@ def _rpc_args(node: ChainNode, wallet: str = "wallet") -> dict[str, Any]:
     }
 
 
-def _funded_node(start_chain_node: Callable[..., ChainNode]) -> tuple[ChainNode, list[str]]:
-    node = start_chain_node()
+def _funded_node(
+    start_chain_node: Callable[..., ChainNode], chain: str = "bitcoin"
+) -> tuple[ChainNode, list[str]]:
+    node = start_chain_node(chain)
     node.rpc("createwallet", "wallet")
     mining = node.rpc("getnewaddress", "mining", wallet="wallet")
     node.mine(101, mining)
@@ -61,7 +63,7 @@ def _wait_height(node: ChainNode, height: int) -> None:
 def _backup(node: ChainNode, tmp_path: Path, recipient: str, **extra: Any) -> dict[str, Any]:
     args = {
         "kind": "chain",
-        "chain": "bitcoin",
+        "chain": node.coin,
         "backup_dir": str(tmp_path / "backups"),
         "staging_dir": str(tmp_path / "staging"),
         "recipients": [recipient],
@@ -71,10 +73,11 @@ def _backup(node: ChainNode, tmp_path: Path, recipient: str, **extra: Any) -> di
     return run_module("wallet_backup", args)
 
 
+@pytest.mark.parametrize("chain", ["bitcoin", "azcoin"])  # Bitcoin Core v30, AZCoin (v23)
 def test_backup_restores_on_a_new_node_with_the_same_balance_and_addresses(
-    start_chain_node: Callable[..., ChainNode], tmp_path: Path
+    start_chain_node: Callable[..., ChainNode], tmp_path: Path, chain: str
 ) -> None:
-    node, addresses = _funded_node(start_chain_node)
+    node, addresses = _funded_node(start_chain_node, chain)
     recipient, identity = _keys(tmp_path)
     balance = node.rpc("getbalances", wallet="wallet")["mine"]
     height = node.rpc("getblockcount")
@@ -84,7 +87,7 @@ def test_backup_restores_on_a_new_node_with_the_same_balance_and_addresses(
     manifest = json.loads(Path(result["manifest_file"]).read_text())
     archive = Path(result["backup_file"])
     assert manifest["chain"] == {
-        "chain": "bitcoin",
+        "chain": chain,
         "network": "regtest",
         "wallet": "wallet",
         "height": height,
@@ -104,7 +107,7 @@ def test_backup_restores_on_a_new_node_with_the_same_balance_and_addresses(
     assert node.rpc("listwallets") == ["wallet"]  # the scratch wallet is gone again
 
     # a new node on the same chain, the backup file copied to it
-    fresh = start_chain_node(addnode=f"127.0.0.1:{node.p2p_port}")
+    fresh = start_chain_node(chain, addnode=f"127.0.0.1:{node.p2p_port}")
     _wait_height(fresh, height)
     restore = {
         "manifest": result["manifest_file"],
