@@ -1,54 +1,41 @@
-"""Run a collection module as a playbook does (ansible ad hoc, AnsiballZ) and read its result."""
+"""Run a collection module in this process, the way Ansible ends it (JSON on stdout).
+
+The module's arguments go in as Ansible passes them, ``exit_json``/``fail_json`` print the
+result (with ``no_log`` values masked) and exit; the printed JSON is the result. The playbook
+test (test_playbooks_simnet.py) runs the same modules through ansible-playbook and AnsiballZ.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import io
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+from ansible.module_utils.testing import patch_module_args
+
 ROOT = Path(__file__).resolve().parents[3]
-BIN = Path(sys.executable).parent
+_COLLECTIONS = ROOT / "collections"
+if str(_COLLECTIONS) not in sys.path:
+    sys.path.insert(0, str(_COLLECTIONS))
 
 
 def run_module(
     name: str, args: dict[str, Any], *, check: bool = False, diff: bool = False
 ) -> dict[str, Any]:
-    """``satoshiware.scnode.<name>`` on localhost with ``args``; returns the module's result."""
-    env = dict(
-        os.environ,
-        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
-        ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
-        ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
-        ANSIBLE_NOCOLOR="1",
+    """``satoshiware.scnode.<name>`` with ``args``; returns the module's result."""
+    module = importlib.import_module(
+        f"ansible_collections.satoshiware.scnode.plugins.modules.{name}"
     )
-    env["PATH"] = f"{BIN}:{env['PATH']}"
-    argv = [
-        str(BIN / "ansible"),
-        "localhost",
-        "-i",
-        "localhost,",
-        "-c",
-        "local",
-        "-e",
-        f"ansible_python_interpreter={sys.executable}",
-        "-m",
-        f"satoshiware.scnode.{name}",
-        "-a",
-        json.dumps(args),
-    ]
-    if check:
-        argv.append("--check")
-    if diff:
-        argv.append("--diff")
-    done = subprocess.run(
-        argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False
-    )
-    try:
-        report = json.loads(done.stdout)
-    except ValueError:
-        raise AssertionError(f"ansible printed no JSON:\n{done.stdout}\n{done.stderr}") from None
-    result: dict[str, Any] = report["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    printed = io.StringIO()
+    with (
+        patch_module_args({**args, "_ansible_check_mode": check, "_ansible_diff": diff}),
+        contextlib.redirect_stdout(printed),
+        contextlib.suppress(SystemExit),
+    ):
+        module.main()
+    result: dict[str, Any] = json.loads(printed.getvalue())
     return result

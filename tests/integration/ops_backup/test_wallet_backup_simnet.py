@@ -1,4 +1,5 @@
-"""wallet_backup and wallet_restore run as Ansible runs them, against the simnet chain stand-in.
+"""wallet_backup and wallet_restore against the simnet chain stand-in (the modules run in-process,
+ending as Ansible ends them: JSON on stdout).
 
 A funded wallet is backed up (encrypted to a key made here), the backup is restored on a second
 node that joined the same simulated chain, and the restored wallet has the same balance, the same
