@@ -25,7 +25,7 @@ from scnode_chain_api.service import ChainService, RequestRefusedError
 from scnode_chain_api.settings import ChainApiSettings
 from scnode_chain_api.store import ChainApiStore
 from scnode_chain_api.watcher import ChainWatcher
-from scnode_core.apikeys import ApiKeyStore, Principal
+from scnode_core.apikeys import Principal
 from scnode_core.auth import require_scope
 from scnode_core.chain_rpc import (
     ChainAuthError,
@@ -36,6 +36,7 @@ from scnode_core.chain_rpc import (
     RpcEndpoint,
     to_sats,
 )
+from scnode_core.keyring import KeyRing
 
 log = logging.getLogger(__name__)
 SSE_KEEPALIVE_SECONDS = 15.0
@@ -49,29 +50,8 @@ class SendRequest(BaseModel):
     subtract_fee: bool = False
 
 
-class KeyRing:
-    """Reloads the keys file when it changes, so rotation needs no restart."""
-
-    def __init__(self, settings: ChainApiSettings) -> None:
-        self._path = settings.api_keys_file
-        self._mtime = 0.0
-        self._store = ApiKeyStore([])
-        self.reload()
-
-    def reload(self) -> None:
-        mtime = self._path.stat().st_mtime
-        if mtime != self._mtime:
-            self._store = ApiKeyStore.load(self._path)
-            self._mtime = mtime
-
-    def __call__(self) -> ApiKeyStore:
-        with contextlib.suppress(FileNotFoundError):
-            self.reload()
-        return self._store
-
-
 def create_app(settings: ChainApiSettings) -> FastAPI:
-    keys = KeyRing(settings)
+    keys = KeyRing(settings.api_keys_file)
     metrics = ChainMetrics(settings.chain)
     store = ChainApiStore(settings.state_db)
     bus = EventBus(store)

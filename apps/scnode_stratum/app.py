@@ -23,8 +23,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.websockets import WebSocketDisconnect
 
-from scnode_core.apikeys import ApiKeyStore, Principal
+from scnode_core.apikeys import Principal
 from scnode_core.auth import require_scope
+from scnode_core.keyring import KeyRing
 from scnode_stratum import __version__
 from scnode_stratum.logtail import read_tail_records
 from scnode_stratum.monitoring import MonitoringCrossCheck
@@ -37,27 +38,6 @@ COMPAT_WINDOWS = {"15m": 900, "1h": 3600, "6h": 21600, "24h": 86400, "7d": 7 * 8
 COMPAT_BUCKETS = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600}
 HIST_WINDOWS = {**WINDOWS, "6h": 21600, "7d": 7 * 86400}
 HIST_BUCKETS = {"10s": 10, **COMPAT_BUCKETS}
-
-
-class KeyRing:
-    """Reloads the keys file when it changes, so rotation needs no restart."""
-
-    def __init__(self, settings: StratumApiSettings) -> None:
-        self._path = settings.api_keys_file
-        self._mtime = 0.0
-        self._store = ApiKeyStore([])
-        self.reload()
-
-    def reload(self) -> None:
-        mtime = self._path.stat().st_mtime
-        if mtime != self._mtime:
-            self._store = ApiKeyStore.load(self._path)
-            self._mtime = mtime
-
-    def __call__(self) -> ApiKeyStore:
-        with contextlib.suppress(FileNotFoundError):
-            self.reload()
-        return self._store
 
 
 def worker_state(last_share: float | None, now: float) -> str:
@@ -215,7 +195,7 @@ def _ws_token(websocket: WebSocket) -> str | None:
 
 
 def create_app(settings: StratumApiSettings) -> FastAPI:
-    keys = KeyRing(settings)
+    keys = KeyRing(settings.api_keys_file)
     store = StratumStore(settings.state_db, settings.member_separator)
     feed = Feed()
     tailer = LogTailer(
