@@ -145,8 +145,6 @@ class RealChainNode(ChainNode):
             "printtoconsole=0",
             "shrinkdebugfile=0",
         ]
-        if "connect" not in conf:
-            top.append("connect=0")
         if "listen" not in conf:
             top.append("listen=1")
         top += [f"zmqpub{t}={a}" for t, a in self.zmq.items()]
@@ -157,6 +155,8 @@ class RealChainNode(ChainNode):
             f"port={self.p2p_port}",
             "bind=127.0.0.1",
         ]
+        if "connect" not in conf:
+            net.append("connect=0")  # network-only: outside its section v23 refuses to start
         for key, value in conf.items():
             for v in value if isinstance(value, list) else [value]:
                 line = f"{key}={int(v) if isinstance(v, bool) else v}"

@@ -293,17 +293,19 @@ def load_options(argv: list[str]) -> tuple[Options, dict[str, str]]:
     if chain not in ("main", "test", "regtest"):
         raise ConfigError(f"Error: Invalid chain type {chain}")
     options.network = chain
-    for name in top:
-        if (
-            name in NETWORK_ONLY
-            and chain != "main"
-            and name not in options.file.get(chain, {})
-            and name not in cli
-        ):
-            options.warnings.append(
-                f"Warning: Config setting for -{name} only applied on {chain} network when in "
-                f"[{chain}] section."
-            )
+    coin_v23 = (sim.get("emulate") or ("v30" if coin == "bitcoin" else "v23")) == "v23"
+    unsuitable = [
+        f"Config setting for -{name} only applied on {chain} network when in [{chain}] section."
+        for name in top
+        if (name in NETWORK_ONLY or (coin_v23 and name == "walletdir"))
+        and chain != "main"
+        and name not in options.file.get(chain, {})
+        and name not in cli
+    ]
+    if unsuitable and coin_v23:
+        # v23 (AZCoin 0.2.x, seen on the real azcoind) refuses to start
+        raise ConfigError("Error: " + "\n".join(unsuitable))
+    options.warnings += [f"Warning: {line}" for line in unsuitable]
     return options, sim
 
 

@@ -38,6 +38,11 @@ if TYPE_CHECKING:
 MAX_TARGET = 0xFFFF << 208
 
 
+def product(node: Node) -> str:
+    """PACKAGE_NAME of the real daemon played: "Bitcoin Core" or "AZCoin Core"."""
+    return "AZCoin Core" if node.params.coin == "azcoin" else "Bitcoin Core"
+
+
 @dataclass(frozen=True)
 class Arg:
     name: str
@@ -67,6 +72,12 @@ class Ctx:
                 RPC_WALLET_NOT_FOUND,
                 "No wallet is loaded. Load a wallet using loadwallet or create a new one with "
                 "createwallet. (Note: A default wallet is no longer automatically created)",
+            )
+        if not self.node.params.v30:  # v23's text (seen on the real azcoind 0.2.0)
+            raise RPCError(
+                RPC_WALLET_NOT_SPECIFIED,
+                "Wallet file not specified (must request wallet RPC through /wallet/<filename> "
+                "uri-path).",
             )
         raise RPCError(
             RPC_WALLET_NOT_SPECIFIED,
@@ -691,11 +702,11 @@ def getmempoolinfo(ctx: Ctx) -> dict[str, Any]:
         "maxmempool": node.max_mempool_mb * 1_000_000,
         "mempoolminfee": amount(100),
         "minrelaytxfee": amount(100),
-        "incrementalrelayfee": amount(100),
         "unbroadcastcount": sum(1 for m in chain.mempool.values() if m.unbroadcast),
-        "fullrbf": node.params.v30,
     }
-    if node.params.v30:
+    if node.params.v30:  # v23 (the real azcoind 0.2.0) has neither field
+        out["incrementalrelayfee"] = amount(100)
+        out["fullrbf"] = True
         out["permitbaremultisig"] = True
         out["maxdatacarriersize"] = 100000
     return out
@@ -1301,7 +1312,7 @@ def getindexinfo(ctx: Ctx, index_name: Any) -> dict[str, Any]:
 @rpc("stop", [A("wait", "number")], "Request a graceful shutdown of the server.", "control")
 def stop(ctx: Ctx, wait: Any) -> str:
     ctx.node.request_stop()
-    return f"{'Bitcoin Core' if ctx.node.params.coin != 'azcoin' else 'AZCoin'} stopping"
+    return f"{product(ctx.node)} stopping"
 
 
 @rpc(
@@ -1401,6 +1412,14 @@ def loadwallet(ctx: Ctx, filename: Any, load_on_startup: Any) -> dict[str, Any]:
     node = ctx.node
     name = str(filename)
     if name in node.wallets:
+        if not node.params.v30:
+            # v23 has no "already loaded" check: the second open fails on the SQLite lock
+            raise RPCError(
+                RPC_WALLET_ERROR,
+                "Wallet file verification failed. SQLiteDatabase: Unable to obtain an exclusive "
+                f"lock on the database, is it being used by another instance of {product(node)}?"
+                "\n",
+            )
         raise RPCError(RPC_WALLET_ALREADY_LOADED, f'Wallet "{name}" is already loaded.')
     path = node.wallet_path(name)
     if not (path / "wallet.dat").exists():
@@ -1534,7 +1553,8 @@ def getaddressinfo(ctx: Ctx, address: Any) -> dict[str, Any]:
     try:
         script = address_script(str(address), p.hrp, p.p2pkh_version, p.p2sh_version)
     except AddressError as exc:
-        raise RPCError(RPC_INVALID_ADDRESS_OR_KEY, str(exc)) from exc
+        text = str(exc) if p.v30 else str(exc).replace(" (P2PKH or P2SH)", "")  # v23's text
+        raise RPCError(RPC_INVALID_ADDRESS_OR_KEY, text) from exc
     info = w.keys.get(script)
     stype = script_type(script)
     out: dict[str, Any] = {
