@@ -12,10 +12,11 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 # Debian packages the lab and the tests need on the machine that runs them.
 DEB_PACKAGES := python3 python3-venv python3-dev build-essential git rsync openssh-client \
 	debootstrap systemd-container slirp4netns nftables socat zstd iproute2 iptables curl \
-	ca-certificates python3-aiohttp python3-zmq python3-bitcoinlib chromium
+	ca-certificates python3-aiohttp python3-zmq python3-bitcoinlib chromium age
 # (python3-aiohttp, -zmq and -bitcoinlib let the release mirror's launchers run on the controller
 #  with Debian's python3, exactly as they run inside the trixie test hosts; chromium is the
-#  browser the dashboard tests drive through Playwright)
+#  browser the dashboard tests drive through Playwright; age is the backups' encryption
+#  fallback the module tests exercise)
 
 COLLECTION_LINK := collections/ansible_collections/satoshiware/scnode
 
