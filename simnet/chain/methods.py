@@ -195,7 +195,16 @@ def bind_params(method: Method, params: Any, node: Node) -> list[Any]:
     return list(params) + [None] * (len(method.args) - len(params))
 
 
-def to_sats(value: Any) -> int:
+# MAX_MONEY (consensus/amount.h): AZCoin's is its supply cap, 7,884,000 AZC (seen on the real
+# azcoind 0.2.0: a larger amount is -3 "Amount out of range", not "Insufficient funds")
+MAX_MONEY = {"azcoin": 7_884_000 * 100_000_000}
+
+
+def max_money(node: Node) -> int:
+    return MAX_MONEY.get(node.params.coin, 21_000_000 * 100_000_000)
+
+
+def to_sats(value: Any, limit: int = 21_000_000 * 100_000_000) -> int:
     if isinstance(value, bool) or value is None:
         raise RPCError(RPC_TYPE_ERROR, "Amount is not a number or string")
     try:
@@ -207,7 +216,7 @@ def to_sats(value: Any) -> int:
     sats = dec * 100_000_000
     if sats != sats.to_integral_value():
         raise RPCError(RPC_TYPE_ERROR, "Invalid amount")
-    if sats < 0 or sats > 21_000_000 * 100_000_000:
+    if sats < 0 or sats > limit:
         raise RPCError(RPC_TYPE_ERROR, "Amount out of range")
     return int(sats)
 
@@ -821,7 +830,7 @@ def parse_outputs(node: Node, outputs: Any) -> list[tuple[bytes, int]]:
         if key in seen:
             raise RPCError(RPC_INVALID_PARAMETER, f"Invalid parameter, duplicated address: {key}")
         seen.add(key)
-        out.append((address_to_script(node, key), to_sats(value)))
+        out.append((address_to_script(node, key), to_sats(value, max_money(node))))
     return out
 
 
@@ -853,7 +862,7 @@ def _prev_coins(node: Node, tx: CTransaction, prevtxs: Any) -> list[Coin | None]
     given: dict[tuple[bytes, int], Coin] = {}
     for p in prevtxs or []:
         given[(unhexid(p["txid"]), int(p["vout"]))] = Coin(
-            to_sats(p.get("amount", 0)), bytes.fromhex(p["scriptPubKey"]), 0, False
+            to_sats(p.get("amount", 0), max_money(node)), bytes.fromhex(p["scriptPubKey"]), 0, False
         )
     out: list[Coin | None] = []
     for txin in tx.vin:
@@ -2154,7 +2163,7 @@ def sendtoaddress(
 ) -> Any:
     ctx.wallet()
     script = address_to_script(ctx.node, str(address))
-    value = to_sats(amount_)
+    value = to_sats(amount_, max_money(ctx.node))
     txid = _wallet_send(
         ctx,
         [(script, value)],
@@ -2207,7 +2216,7 @@ def sendmany(
     outputs = []
     subtract = set()
     for i, (addr, value) in enumerate(amounts.items()):
-        outputs.append((address_to_script(ctx.node, addr), to_sats(value)))
+        outputs.append((address_to_script(ctx.node, addr), to_sats(value, max_money(ctx.node))))
         if subtractfeefrom and addr in subtractfeefrom:
             subtract.add(i)
     txid = _wallet_send(

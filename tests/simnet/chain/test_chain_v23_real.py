@@ -79,3 +79,19 @@ def test_v30_wallet_answers_unchanged(chain_node: ChainNode) -> None:
     info = chain_node.rpc("getmempoolinfo")
     assert info["fullrbf"] is True and "incrementalrelayfee" in info
     assert chain_node.rpc("stop") == "Bitcoin Core stopping"
+
+
+def test_amounts_above_the_coins_max_money_are_out_of_range(
+    start_chain_node: Callable[..., ChainNode],
+) -> None:
+    """AZCoin's MAX_MONEY is its supply cap (7,884,000 AZC), Bitcoin's 21,000,000 BTC: above it
+    an amount is -3 "Amount out of range", below it an unaffordable send is -6."""
+    for chain, cap in (("azcoin", 7_884_000), ("bitcoin", 21_000_000)):
+        node = start_chain_node(chain=chain)
+        node.rpc("createwallet", "w")
+        to = node.rpc("getnewaddress", wallet="w")
+        assert _error(node, "sendtoaddress", to, f"{cap}.00000001", wallet="w") == (
+            -3,
+            "Amount out of range",
+        )
+        assert _error(node, "sendtoaddress", to, str(cap), wallet="w")[0] == -6
