@@ -159,7 +159,8 @@ def test_real_daemon_and_stand_in_answer_the_same_scenario_alike(
     real, stand_in = both
     assert real.real and not stand_in.real
     played = "AZCoin Core" if stand_in.coin == "azcoin" else "Bitcoin Core"
-    product = str(real.rpc("getnetworkinfo")["subversion"]).strip("/").split(":")[0]
+    binary = Path(str(getattr(real, "binary", ""))).name
+    product = "AZCoin Core" if binary.startswith("azcoin") else "Bitcoin Core"
     real_steps, stand_in_steps = _scenario(real), _scenario(stand_in)
     if product != played:  # e.g. an AZCoin build standing in for a v23 bitcoind
         real_steps = [(label, _renamed(o, product, played)) for label, o in real_steps]
