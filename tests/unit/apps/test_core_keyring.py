@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from scnode_core.apikeys import ApiKeyStore, generate
 from scnode_core.keyring import KeyRing
 
