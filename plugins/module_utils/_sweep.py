@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -132,6 +133,29 @@ def script_kind(script_hex: str) -> str | None:
     return None
 
 
+_SH_WPKH_DESC = re.compile(r"^sh\(wpkh\((?:\[[0-9a-fA-F/'h]*\])?([0-9a-fA-F]{66})\)\)")
+
+
+def hash160(data: bytes) -> bytes:
+    """RIPEMD-160 of SHA-256 (OpenSSL's ripemd160, in its default provider since 3.0.7)."""
+    return hashlib.new("ripemd160", hashlib.sha256(data).digest()).digest()
+
+
+def redeem_script_of(desc: str, script_hex: str) -> str:
+    """The P2WPKH redeemScript of a P2SH-P2WPKH coin, from the descriptor scantxoutset gives.
+
+    The node's signrawtransactionwithkey refuses a P2SH prevout without it (-8 "Missing
+    redeemScript/witnessScript"); it is checked against the coin's script before use.
+    """
+    match = _SH_WPKH_DESC.match(desc)
+    if match is None:
+        raise SweepError("no public key in the descriptor %r of a P2SH-P2WPKH coin" % desc)
+    redeem = b"\x00\x14" + hash160(bytes.fromhex(match.group(1)))
+    if bytes.fromhex(script_hex)[2:22] != hash160(redeem):
+        raise SweepError("the descriptor %r does not match the coin's script" % desc)
+    return redeem.hex()
+
+
 def output_weight(script_len: int) -> int:
     """Weight of one output: value (8) + script length (1) + script."""
     return (8 + 1 + script_len) * 4
@@ -162,6 +186,7 @@ class Coin:
     script_hex: str
     sats: int
     height: int | None = None
+    desc: str = ""
 
     @property
     def kind(self) -> str | None:
@@ -287,6 +312,7 @@ class Sweeper:
                 str(item["scriptPubKey"]),
                 amount_to_sats(item["amount"]),
                 item.get("height"),
+                str(item.get("desc", "")),
             )
             for item in scan["unspents"]
         ]
@@ -368,15 +394,17 @@ class Sweeper:
         unsigned = self._call(
             "createrawtransaction", [inputs, [{address: sats_to_amount(plan.amount_sat)}]]
         )
-        prevtxs = [
-            {
+        prevtxs: list[dict[str, Any]] = []
+        for coin in plan.spend:
+            prevtx: dict[str, Any] = {
                 "txid": coin.txid,
                 "vout": coin.vout,
                 "scriptPubKey": coin.script_hex,
                 "amount": sats_to_amount(coin.sats),
             }
-            for coin in plan.spend
-        ]
+            if coin.kind == "p2sh-p2wpkh":
+                prevtx["redeemScript"] = redeem_script_of(coin.desc, coin.script_hex)
+            prevtxs.append(prevtx)
         signed = self._call("signrawtransactionwithkey", [unsigned, self.keys, prevtxs])
         if not signed.get("complete"):
             problems = "; ".join(

@@ -871,6 +871,24 @@ def _prev_coins(node: Node, tx: CTransaction, prevtxs: Any) -> list[Coin | None]
     return out
 
 
+def _check_script_prevouts(prevtxs: Any) -> None:
+    """Core's ParsePrevouts with private keys given: a P2SH or P2WSH prevout must come with its
+    redeemScript or witnessScript (-8), and a P2SH redeemScript must hash to the script."""
+    from simnet.chain.crypto import hash160
+
+    for p in prevtxs or []:
+        spk = bytes.fromhex(str(p.get("scriptPubKey", "")))
+        p2sh = len(spk) == 23 and spk[:2] == b"\xa9\x14" and spk[-1] == 0x87
+        p2wsh = len(spk) == 34 and spk[:2] == b"\x00\x20"
+        if not (p2sh or p2wsh):
+            continue
+        redeem, witness = p.get("redeemScript"), p.get("witnessScript")
+        if redeem is None and witness is None:
+            raise RPCError(RPC_INVALID_PARAMETER, "Missing redeemScript/witnessScript")
+        if p2sh and redeem is not None and hash160(bytes.fromhex(str(redeem))) != spk[2:22]:
+            raise RPCError(RPC_INVALID_PARAMETER, "redeemScript does not match scriptPubKey")
+
+
 def _sign_result(
     tx: CMutableTransaction, coins: list[Coin | None], unsigned: list[int]
 ) -> dict[str, Any]:
@@ -919,6 +937,7 @@ def signrawtransactionwithkey(
             raise RPCError(RPC_INVALID_ADDRESS_OR_KEY, "Invalid private key") from exc
         pub = pubkey_of(secret)
         keys[pub] = (secret, pub)
+    _check_script_prevouts(prevtxs)
     coins = _prev_coins(ctx.node, CTransaction.from_tx(tx), prevtxs)
     unsigned = sign_inputs(tx, coins, keys)
     return _sign_result(tx, coins, unsigned)

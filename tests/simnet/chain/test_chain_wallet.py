@@ -14,8 +14,10 @@ from bitcoin.core.script import SIGVERSION_WITNESS_V0, CScript, SignatureHash
 from simnet.chain.crypto import (
     hash160,
     p2pkh_script,
+    p2sh_script,
     p2wpkh_script,
     pubkey_of,
+    script_address,
     segwit_address,
     wif_encode,
 )
@@ -117,6 +119,44 @@ def test_sweep_foreign_key_with_scantxoutset_and_signrawtransactionwithkey(
     with pytest.raises(ChainRPCError) as err:
         chain_node.rpc("sendrawtransaction", signed["hex"])
     assert err.value.code == -27
+
+
+def test_signrawtransactionwithkey_wants_the_redeemscript_of_a_p2sh_prevout(
+    chain_node: ChainNode,
+) -> None:
+    """As Core's ParsePrevouts with keys given (found by running the sweep on a real node):
+    a P2SH prevout without redeemScript/witnessScript is -8, a wrong one is -8 too."""
+    _funded(chain_node)
+    secret = os.urandom(32)
+    wif = wif_encode(secret, mainnet=False)
+    redeem = p2wpkh_script(pubkey_of(secret))
+    address = script_address(p2sh_script(hash160(redeem)), "bcrt", 0x6F, 0xC4)
+    chain_node.rpc("sendtoaddress", address, 1)
+    chain_node.mine(1)
+    utxo = chain_node.rpc("scantxoutset", "start", [f"combo({wif})"])["unspents"][0]
+    raw = chain_node.rpc(
+        "createrawtransaction",
+        [{"txid": utxo["txid"], "vout": utxo["vout"]}],
+        [{chain_node.rpc("getnewaddress"): Decimal("0.9999")}],
+    )
+    prevout = {
+        "txid": utxo["txid"],
+        "vout": utxo["vout"],
+        "scriptPubKey": utxo["scriptPubKey"],
+        "amount": utxo["amount"],
+    }
+    for extra, message in (
+        ({}, "Missing redeemScript/witnessScript"),
+        ({"redeemScript": "0014" + "00" * 20}, "redeemScript does not match scriptPubKey"),
+    ):
+        with pytest.raises(ChainRPCError) as err:
+            chain_node.rpc("signrawtransactionwithkey", raw, [wif], [prevout | extra])
+        assert (err.value.code, err.value.message) == (-8, message)
+    signed = chain_node.rpc(
+        "signrawtransactionwithkey", raw, [wif], [prevout | {"redeemScript": redeem.hex()}]
+    )
+    assert signed["complete"] is True
+    assert chain_node.rpc("testmempoolaccept", [signed["hex"]])[0]["allowed"] is True
 
 
 def test_labels_and_received(chain_node: ChainNode) -> None:
