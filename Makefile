@@ -102,6 +102,20 @@ pytest: setup lab-image  ## unit, integration and test-host tests (ledger tests 
 molecule: setup lab-image  ## converge every role's molecule scenario on test hosts
 	$(STAGE) $(STAGE_TIMEOUT_MOLECULE) tests/molecule.sh
 
+# Chain-facing tests against real regtest daemons (docs/real-daemons.md); not part of CI.
+REAL_DAEMON_TESTS := tests/integration/chain_api tests/integration/exchange_deposits \
+	tests/integration/exchange_withdrawals tests/integration/exchange_e2e \
+	tests/integration/exchange_solvency tests/integration/ops_backup tests/integration/ops_sweep \
+	tests/simnet/chain/test_real_daemon_layer.py tests/simnet/chain/test_real_vs_stand_in.py
+
+.PHONY: test-real
+test-real: setup  ## chain-facing tests against real bitcoind/azcoind (SCNODE_REAL_BITCOIND/_AZCOIND)
+	@if [ -z "$$SCNODE_REAL_BITCOIND$$SCNODE_REAL_AZCOIND" ]; then \
+		echo "test-real: set SCNODE_REAL_BITCOIND and/or SCNODE_REAL_AZCOIND (docs/real-daemons.md)" >&2; \
+		exit 2; fi
+	url="$$(timeout 300 tests/postgres.sh)" && SCNODE_TEST_POSTGRES_URL="$$url" \
+		$(BIN)/pytest -q -rs -n 2 --dist loadfile -m "not testhosts" $(wildcard $(REAL_DAEMON_TESTS))
+
 .PHONY: build
 build: setup  ## build the collection tarball into dist/
 	mkdir -p dist
