@@ -94,6 +94,22 @@ class ChainSettings(BaseModel):
         return load_key_files(data, "api_key")
 
 
+class LightningSettings(BaseModel):
+    """How the exchange reaches the node's Lightning API (LaaS deposits by invoice)."""
+
+    api_url: str
+    api_key: SecretStr  # a key with the `invoice` scope
+    # or the file holding it (read once at start)
+    api_key_file: Path | None = None
+    invoice_expiry_seconds: int = Field(default=3600, ge=60, le=7 * 86400)
+    max_invoice_sats: int = Field(default=10_000_000, ge=1, le=2_100_000_000_000_000)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _key_file(cls, data: Any) -> Any:
+        return load_key_files(data, "api_key")
+
+
 DEFAULT_MARKETS = [
     # 1 lot = 0.01 AZC, prices in sats per lot, 10-sat ticks
     MarketSettings(symbol="AZC/SATS", base="AZC", quote="SATS", lot_size=1_000_000, tick=10)
@@ -143,6 +159,8 @@ class ExchangeSettings(BaseSettings):
     # before the alert is raised (bridges the moment between a wallet change and its booking)
     solvency_interval_seconds: float = Field(default=60.0, ge=0, le=86_400)
     solvency_confirm_checks: int = Field(default=2, ge=1, le=100)
+    # Lightning deposits (scnode_exchange.lightning; JSON): none = the routes answer 503
+    lightning: LightningSettings | None = None
     # lab only: a password-less dev login by handle; never on a real node
     lab_mode: bool = False
     environment: Literal["production", "development", "test"] = "production"

@@ -13,7 +13,6 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, status
 from fastapi.responses import JSONResponse, Response
@@ -24,7 +23,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from scnode_core.apikeys import ApiKeyError, ApiKeyStore
+from scnode_core.keyring import KeyRing
 from scnode_exchange import __version__
 from scnode_exchange.api import dashboard, market, member, owner, trade_ws
 from scnode_exchange.api.auth import (
@@ -57,6 +56,8 @@ from scnode_exchange.ledger import (
     MemberFrozenError,
     UnknownAccountError,
 )
+from scnode_exchange.lightning import start_lightning
+from scnode_exchange.lightning.api import build_router as lightning_router
 from scnode_exchange.owner import OwnerOperations
 from scnode_exchange.settings import ExchangeSettings
 from scnode_exchange.solvency import start_solvency
@@ -64,27 +65,6 @@ from scnode_exchange.trading.service import Exchange, OrderNotFoundError
 
 log = logging.getLogger(__name__)
 METRICS_SCOPE = "metrics"
-
-
-class KeyRing:
-    """The owner's API keys, reloaded when the file changes (rotation needs no restart)."""
-
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        self._mtime = -1.0
-        self._store = ApiKeyStore([])
-
-    def __call__(self) -> ApiKeyStore:
-        with contextlib.suppress(FileNotFoundError):
-            mtime = self._path.stat().st_mtime
-            if mtime != self._mtime:
-                self._mtime = mtime
-                try:
-                    self._store = ApiKeyStore.load(self._path)
-                except ApiKeyError as exc:
-                    # a half-written or broken file: keep the keys that worked, say why
-                    log.error("owner API keys not reloaded: %s", exc)
-        return self._store
 
 
 class LatencyMiddleware:
@@ -125,7 +105,7 @@ def create_app(
     """The exchange app. ``member_authenticator`` replaces the built-in session tokens (the
     dashboards' OIDC login plugs in here)."""
     tokens = SessionTokens(settings.read_session_secret(), settings.session_ttl_seconds)
-    keys = KeyRing(settings.owner_api_keys_file)
+    keys = KeyRing(settings.owner_api_keys_file, required=False)
     metrics = ExchangeMetrics()
 
     @asynccontextmanager
@@ -144,6 +124,7 @@ def create_app(
             start_deposits(app, settings, rt),
             start_mining(app, settings, rt),
             start_solvency(app, settings, rt),
+            start_lightning(app, settings, rt),
         ]
         for worker in workers:
             if worker is not None:
@@ -169,6 +150,7 @@ def create_app(
     app.state.member_authenticator = member_authenticator or tokens
     app.state.session_tokens = tokens
     app.state.owner_keys = keys
+    app.state.lightning = None
 
     app.add_middleware(LatencyMiddleware, metrics=metrics)
     _error_handlers(app)
@@ -205,6 +187,8 @@ def create_app(
     app.include_router(trade_ws.build_router())
     app.include_router(owner.build_router())
     app.include_router(dashboard.build_router())
+    # Lightning deposits: the service exists once the lifespan started it (settings.lightning)
+    app.include_router(lightning_router(current_member, lambda: app.state.lightning))
     for package in (
         "scnode_exchange.deposits.api",
         "scnode_exchange.withdrawals.api",

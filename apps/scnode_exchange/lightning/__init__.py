@@ -27,6 +27,7 @@ __all__ = [
     "LightningDepositService",
     "LightningDepositWatcher",
     "LightningDeposits",
+    "start_lightning",
 ]
 
 _KEY_RE = re.compile(r"^[A-Za-z0-9_.:-]{8,128}$")
@@ -83,3 +84,20 @@ class LightningDeposits:
             await self.watcher.run(stop)
         finally:
             await self.client.aclose()
+
+
+def start_lightning(app: Any, settings: Any, rt: Any) -> LightningDeposits | None:
+    """The Lightning deposits the app runs in its lifespan when ``settings.lightning`` is set,
+    published as ``app.state.lightning`` for the member routes; None when not configured."""
+    conf = getattr(settings, "lightning", None)
+    if conf is None:
+        app.state.lightning = None
+        return None
+    deposits = LightningDeposits(
+        rt.sessions,
+        LightningApiClient(conf.api_url, conf.api_key.get_secret_value()),
+        expiry_seconds=conf.invoice_expiry_seconds,
+        max_invoice_sats=conf.max_invoice_sats,
+    )
+    app.state.lightning = deposits
+    return deposits

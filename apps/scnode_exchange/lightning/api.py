@@ -37,13 +37,28 @@ class InvoiceRequest(BaseModel):
     description: str = Field(default="", max_length=200)
 
 
-def build_router(member: MemberDep, deposits: LightningDeposits) -> APIRouter:
-    """The member's Lightning deposit routes, guarded by ``member``."""
+def build_router(
+    member: MemberDep, deposits: LightningDeposits | Callable[[], LightningDeposits | None]
+) -> APIRouter:
+    """The member's Lightning deposit routes, guarded by ``member``. ``deposits`` is the service,
+    or a function giving it once the app has started (None: not configured on this node → 503)."""
     router = APIRouter(tags=["lightning"])
     member_dep = Depends(member)
 
+    def configured() -> LightningDeposits:
+        found = deposits if isinstance(deposits, LightningDeposits) else deposits()
+        if found is None:
+            raise HTTPException(503, "Lightning deposits are not configured on this node")
+        return found
+
+    service_dep = Depends(configured)
+
     @router.post("/v1/lightning/invoices", status_code=201)
-    async def create_invoice(body: InvoiceRequest, who: MemberLike = member_dep) -> Any:
+    async def create_invoice(
+        body: InvoiceRequest,
+        who: MemberLike = member_dep,
+        deposits: LightningDeposits = service_dep,
+    ) -> Any:
         known = deposits.service.has_invoice(who.member_id, body.idempotency_key)
         try:
             invoice = await deposits.create_invoice(
@@ -61,7 +76,9 @@ def build_router(member: MemberDep, deposits: LightningDeposits) -> APIRouter:
 
     @router.get("/v1/lightning/invoices")
     def invoices(
-        who: MemberLike = member_dep, limit: Annotated[int, Query(ge=1, le=500)] = 100
+        who: MemberLike = member_dep,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+        deposits: LightningDeposits = service_dep,
     ) -> dict[str, Any]:
         rows = deposits.service.invoices_of(who.member_id, limit=limit)
         return {
