@@ -52,3 +52,12 @@ class LightningApiClient(ChainApiClient):
             "GET", "/v1/invoices", params={"status": "paid", "start": start, "limit": limit}
         )
         return result
+
+    async def balance(self) -> dict[str, int]:
+        """What the node holds in Lightning, in the chain wallet's shape so the solvency check
+        counts it beside the on-chain wallet: ``trusted_sats`` = our side of the channel
+        (``local_msat`` of ``GET /v1/status``, floored to whole sats; 0 without a channel).
+        Needs the ``read`` scope besides ``invoice``."""
+        status = await self.request("GET", "/v1/status")
+        channel = status.get("channel") or {}
+        return {"trusted_sats": int(channel.get("local_msat", 0)) // 1000}

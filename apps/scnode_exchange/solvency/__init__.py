@@ -1,5 +1,6 @@
-"""Solvency: the periodic comparison of what the node holds (chain wallets; Lightning later)
-with what the ledger owes its members, with an alert when holdings fall short (README.md)."""
+"""Solvency: the periodic comparison of what the node holds (chain wallets, and the Lightning
+channel's local side when Lightning deposits are on) with what the ledger owes its members,
+with an alert when holdings fall short (README.md)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from scnode_exchange.chainclient import ChainApiClient
+from scnode_exchange.lightning.client import LightningApiClient
 from scnode_exchange.solvency.checker import SolvencyChecker, WalletBalance
 from scnode_exchange.solvency.models import SolvencyAlert
 from scnode_exchange.solvency.service import (
@@ -32,6 +34,9 @@ __all__ = [
     "start_solvency",
 ]
 
+# the name the Lightning channel's holdings go by beside the chains' wallets
+LIGHTNING_WALLET = "lightning"
+
 
 def start_solvency(app: FastAPI, settings: Any, rt: Any) -> SolvencyChecker:
     """The checker the app runs in its lifespan (every ``solvency_interval_seconds``; 0 = no
@@ -41,16 +46,24 @@ def start_solvency(app: FastAPI, settings: Any, rt: Any) -> SolvencyChecker:
     if metrics is None:
         metrics = SolvencyMetrics(rt.metrics.registry)
         app.state.solvency_metrics = metrics
+    chain_assets = {name: chain.asset for name, chain in settings.chains.items()}
+    lightning = getattr(settings, "lightning", None)
+    if lightning is not None:  # the channel's local side holds members' SATS too
+        chain_assets[LIGHTNING_WALLET] = "SATS"
     service = SolvencyService(
         rt.sessions,
-        {name: chain.asset for name, chain in settings.chains.items()},
+        chain_assets,
         confirm_checks=settings.solvency_confirm_checks,
         metrics=metrics,
     )
-    wallets = {
+    wallets: dict[str, WalletBalance] = {
         name: ChainApiClient(chain.api_url, chain.api_key.get_secret_value())
         for name, chain in settings.chains.items()
     }
+    if lightning is not None:
+        wallets[LIGHTNING_WALLET] = LightningApiClient(
+            lightning.api_url, lightning.api_key.get_secret_value()
+        )
     checker = SolvencyChecker(service, wallets, interval=settings.solvency_interval_seconds)
     app.state.solvency = checker
     return checker

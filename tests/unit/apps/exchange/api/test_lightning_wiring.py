@@ -44,3 +44,8 @@ def test_configured_lightning_runs_and_reports_its_api_down(
         assert reply.headers["retry-after"] == "10"
         listed = client.get("/v1/lightning/invoices", headers=member)
         assert listed.status_code == 200 and listed.json() == {"invoices": []}
+        # the channel is a SATS holding: unreadable here, so SATS solvency is unknown, not ok
+        solvency = client.get("/api/owner/solvency", headers=node.owner).json()
+        sats = next(a for a in solvency["assets"] if a["asset"] == "SATS")
+        assert sats["chains"] == ["lightning"]
+        assert sats["status"] == "unknown" and sats["error"].startswith("lightning:")
