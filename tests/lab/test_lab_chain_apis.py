@@ -24,6 +24,8 @@ from scnode_lab.pytest_plugin import missing_requirements
 
 pytestmark = [
     pytest.mark.testhosts,
+    # both converge the default lab (10.10.0.0/24): one xdist worker runs them one after the other
+    pytest.mark.xdist_group("default-lab"),
     pytest.mark.slow,
     pytest.mark.timeout(1500),
     pytest.mark.skipif(missing_requirements() is not None, reason=str(missing_requirements())),
