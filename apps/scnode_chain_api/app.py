@@ -6,8 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -37,6 +36,7 @@ from scnode_core.chain_rpc import (
     to_sats,
 )
 from scnode_core.keyring import KeyRing
+from scnode_core.webapp import LatencyMiddleware
 
 log = logging.getLogger(__name__)
 SSE_KEEPALIVE_SECONDS = 15.0
@@ -145,18 +145,7 @@ def create_app(settings: ChainApiSettings) -> FastAPI:
     deposit = Depends(require_scope(keys, "deposit"))
     send = Depends(require_scope(keys, "send"))
 
-    @app.middleware("http")
-    async def measure(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        metrics.latency.labels(request.method, path, str(response.status_code)).observe(
-            time.perf_counter() - started
-        )
-        return response
+    app.add_middleware(LatencyMiddleware, histogram=metrics.latency)
 
     @app.exception_handler(RequestRefusedError)
     async def refused(_: Request, exc: RequestRefusedError) -> JSONResponse:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
@@ -21,6 +20,7 @@ from scnode_core.chain_rpc import ChainRpcClient, RpcEndpoint
 from scnode_core.eventjournal import Event, EventBus, serve_websocket
 from scnode_core.keyring import KeyRing
 from scnode_core.lightning_rpc import LightningClient, LightningRpcError, LightningUnavailableError
+from scnode_core.webapp import LatencyMiddleware
 from scnode_lightning_api import __version__
 from scnode_lightning_api.metrics import LightningMetrics
 from scnode_lightning_api.service import LightningService, RequestRefusedError
@@ -125,18 +125,7 @@ def create_app(settings: LightningApiSettings) -> FastAPI:
     invoice = Depends(require_scope(keys, "invoice"))
     pay = Depends(require_scope(keys, "pay"))
 
-    @app.middleware("http")
-    async def measure(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        metrics.latency.labels(request.method, path, str(response.status_code)).observe(
-            time.perf_counter() - started
-        )
-        return response
+    app.add_middleware(LatencyMiddleware, histogram=metrics.latency)
 
     @app.exception_handler(RequestRefusedError)
     async def refused(_: Request, exc: RequestRefusedError) -> JSONResponse:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -21,9 +20,9 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.requests import HTTPConnection
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from scnode_core.keyring import KeyRing
+from scnode_core.webapp import LatencyMiddleware
 from scnode_exchange import __version__
 from scnode_exchange.api import dashboard, market, member, owner, trade_ws
 from scnode_exchange.api.auth import (
@@ -65,34 +64,6 @@ from scnode_exchange.trading.service import Exchange, OrderNotFoundError
 
 log = logging.getLogger(__name__)
 METRICS_SCOPE = "metrics"
-
-
-class LatencyMiddleware:
-    """Request latency by route and status (plain ASGI: no extra task per request)."""
-
-    def __init__(self, app: ASGIApp, metrics: ExchangeMetrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        code = [500]
-
-        async def sending(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                code[0] = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, sending)
-        finally:
-            path = getattr(scope.get("route"), "path", "unmatched")
-            self.metrics.latency.labels(scope["method"], path, str(code[0])).observe(
-                time.perf_counter() - started
-            )
 
 
 class LabLogin(BaseModel):
@@ -152,7 +123,7 @@ def create_app(
     app.state.owner_keys = keys
     app.state.lightning = None
 
-    app.add_middleware(LatencyMiddleware, metrics=metrics)
+    app.add_middleware(LatencyMiddleware, histogram=metrics.latency)
     _error_handlers(app)
 
     @app.get("/healthz", tags=["health"])
