@@ -91,7 +91,7 @@ def read_config(path: Path, values: dict[str, str] | None = None) -> dict[str, s
             include = Path(line[len("include") + 1 :].strip())
             read_config(include if include.is_absolute() else path.parent / include, values)
             continue
-        name, _, value = line.partition("=")
+        name, _sep, value = line.partition("=")
         values[name.strip()] = value.strip()
     return values
 

@@ -115,10 +115,10 @@ class Node:
         return copy.deepcopy(answer)
 
     def methods(self) -> list[str]:
-        return [method for _, method, _ in self.calls]
+        return [call[1] for call in self.calls]
 
     def params_of(self, method: str) -> Any:
-        return next(params for _, m, params in self.calls if m == method)
+        return next(call[2] for call in self.calls if call[1] == method)
 
 
 def run(args: dict[str, Any], node: Node, check_mode: bool = False) -> dict[str, Any]:
