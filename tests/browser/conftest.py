@@ -19,7 +19,7 @@ SHOTS = Path(__file__).resolve().parents[1] / "output" / "browser"
 MEMBERS = ["alice", "bob", "carol", "dave", "erin"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
     root = Path(tempfile.mkdtemp(prefix="scnode-browser-"))
     running = Stack(root)
@@ -30,7 +30,10 @@ def stack() -> Iterator[Stack]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API keeps an event loop running in this thread
+# until it stops, and every later test on the same xdist worker that calls asyncio.run() would
+# fail with "cannot be called from a running event loop".
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     if not CHROMIUM.exists():
         pytest.fail("Debian's chromium is not installed (apt-get install chromium)")
@@ -38,7 +41,7 @@ def playwright() -> Iterator[Playwright]:
         yield pw
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
     try:
