@@ -71,8 +71,10 @@ def enrol(
     secret = page.inner_text("#totp-secret").strip()
     page.fill("#code", pyotp.TOTP(secret).now())
     page.click("text=Turn on two-factor sign-in")
+    # the click returns before the next page has loaded: wait for the codes to be shown
+    expect(page.locator("#recovery-codes code")).to_have_count(10)
     codes = page.locator("#recovery-codes code").all_inner_texts()
-    assert len(codes) == 10 and len(set(codes)) == 10
+    assert len(set(codes)) == 10
     if shots:
         shot(page, shots, "04-recovery-codes")
     page.click("text=I saved them")
@@ -114,8 +116,9 @@ def test_sign_in_enrol_deposit_and_sign_in_again(page: Page, stack: Stack, shots
     shot(page, shots, "03-totp-enrolment")
     page.fill("#code", pyotp.TOTP(secret).now())
     page.click("text=Turn on two-factor sign-in")
+    # the click returns before the next page has loaded: wait for the codes to be shown
+    expect(page.locator("#recovery-codes code")).to_have_count(10)
     codes = page.locator("#recovery-codes code").all_inner_texts()
-    assert len(codes) == 10
     shot(page, shots, "04-recovery-codes")
     page.click("text=I saved them")
     page.wait_for_url(f"{stack.dashboard_url}/wallet")
@@ -222,8 +225,13 @@ def test_a_member_cannot_open_another_members_order_and_withdraws_with_a_code(
     assert missing is not None and missing.status == 404
     assert page.inner_text("main") == other_text(page, stack, orders["dave"])
 
-    # bob withdraws to the outside world, confirming with a fresh code
-    outside = stack.chain.node.rpc("getnewaddress", wallet="outside")
+    # bob withdraws to the outside world, confirming with a fresh code; the node wallet is
+    # funded here (the adjustments above are ledger entries only), so this test does not
+    # depend on another test's deposit
+    node = stack.chain.node
+    node.pay(node.rpc("getnewaddress", wallet="wallet"), 100_000)
+    node.mine(1)
+    outside = node.rpc("getnewaddress", wallet="outside")
     page.goto(f"{stack.dashboard_url}/wallet/withdraw")
     page.select_option("#chain", "bitcoin")
     page.fill("#address", outside)

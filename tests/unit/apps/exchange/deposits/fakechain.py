@@ -98,9 +98,11 @@ class FakeChainApi:
                                             "back_in_mempool": False})  # fmt: skip
 
     def prune_journal(self) -> None:
-        """The journal forgets everything so far (a chain API with a short retention)."""
-        self.first_id += len(self.journal)
-        self.journal = []
+        """The journal forgets all but its newest event (a chain API with a short retention:
+        the real one prunes to its newest ``event_retention`` events, never to none)."""
+        kept = self.journal[-1:]
+        self.first_id += len(self.journal) - len(kept)
+        self.journal = kept
 
     # -- the HTTP side -----------------------------------------------------------------------
     async def start(self) -> str:
@@ -142,7 +144,7 @@ class FakeChainApi:
         await ws.prepare(request)
         self.sockets.add(ws)
         cursor = int(request.query["cursor"])
-        if cursor < self.first_id - 1:
+        if self.journal and cursor < self.first_id - 1:  # as the chain API: oldest and …
             await ws.send_str(json.dumps({"kind": "resync", "oldest": self.first_id}))
         try:
             while not ws.closed:
