@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +37,9 @@ from scnode_core.apikeys import ApiKeyStore
 SESSION_COOKIE = "scnode_session"
 TOKEN_PREFIX = "scms1"  # noqa: S105  (a format marker, not a secret)
 OWNER_SCOPE = "owner"
+# the owner dashboard's signed-in owner, recorded in the audit actor (``owner:<key> by <user>``)
+ACTING_OWNER_HEADER = "x-acting-owner"
+ACTING_OWNER_RE = re.compile(r"[A-Za-z0-9_.@+-]{1,48}")
 _UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
 
@@ -45,6 +49,9 @@ class MemberPrincipal:
 
     member_id: int
     expires_at: int = 0
+    # None: a full session (signed token); otherwise a member API token's scopes
+    # (``scnode_exchange.tokens``), checked against every request by ``required_scope``
+    scopes: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,12 +157,40 @@ def member_from(conn: HTTPConnection) -> MemberPrincipal:
             status.HTTP_403_FORBIDDEN,
             detail="cookie sessions need the X-Requested-With header to change anything",
         )
+    if principal.scopes is not None:
+        needed = required_scope(conn)
+        if needed is None or needed not in principal.scopes:
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                detail=f"this API token lacks the scope {needed!r}"
+                if needed
+                else "API tokens cannot manage API tokens",
+            )
     return principal
+
+
+def required_scope(conn: HTTPConnection) -> str | None:
+    """The member API token scope a request needs: ``read`` to look (GET, market/order
+    streams), ``trade`` to place or cancel orders (``/api/orders``, ``/ws/trade``),
+    ``withdraw`` for every other change (withdrawals, Lightning, deposit addresses, workers).
+    None: no API token may do it (managing API tokens needs a full session)."""
+    path = conn.url.path
+    if path.startswith("/api/tokens"):
+        return None
+    if conn.scope["type"] == "websocket":
+        return "trade" if path == "/ws/trade" else "read"
+    if conn.scope.get("method", "GET") in ("GET", "HEAD"):
+        return "read"
+    if path.startswith("/api/orders"):
+        return "trade"
+    return "withdraw"
 
 
 def current_owner(conn: HTTPConnection) -> OwnerPrincipal:
     """Dependency: the owner, from an API key with the ``owner`` scope
-    (``Authorization: Bearer <key>`` or ``X-API-Key``)."""
+    (``Authorization: Bearer <key>`` or ``X-API-Key``). A front end acting for a signed-in
+    owner (the owner dashboard) names that person in ``X-Acting-Owner``; the audit actor is
+    then ``owner:<key id>[:<key name>] by <person>``."""
     keys: Callable[[], ApiKeyStore] = conn.app.state.owner_keys
     token = conn.headers.get("x-api-key") or _bearer(conn)
     if not token:
@@ -172,6 +207,15 @@ def current_owner(conn: HTTPConnection) -> OwnerPrincipal:
             detail=f"API key {principal.key_id} lacks the '{OWNER_SCOPE}' scope",
         )
     actor = f"owner:{principal.key_id}" + (f":{principal.name}" if principal.name else "")
+    acting = conn.headers.get(ACTING_OWNER_HEADER)
+    if acting is not None:
+        # a trusted front end (the owner dashboard) names the person who signed in to it
+        if not ACTING_OWNER_RE.fullmatch(acting):
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                detail=f"{ACTING_OWNER_HEADER}: 1-48 characters of letters, digits and _.@+-",
+            )
+        actor = f"{actor[:72]} by {acting}"
     return OwnerPrincipal(actor)
 
 

@@ -116,10 +116,13 @@ def build_router() -> APIRouter:
         _: OwnerDep,
         rt: RuntimeDep,
         member_id: int | None = None,
+        action: Annotated[str | None, Query(max_length=32)] = None,
         before_id: int | None = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
     ) -> dict[str, Any]:
-        rows = rt.owner.audit_log(member_id=member_id, before_id=before_id, limit=limit)
+        rows = rt.owner.audit_log(
+            member_id=member_id, action=action, before_id=before_id, limit=limit
+        )
         items = [audit_json(r) for r in rows]
         return {"items": items, "next_before_id": items[-1]["id"] if len(items) == limit else None}
 

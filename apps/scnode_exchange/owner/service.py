@@ -124,12 +124,19 @@ class OwnerOperations:
             return member
 
     def audit_log(
-        self, *, member_id: int | None = None, before_id: int | None = None, limit: int = 100
+        self,
+        *,
+        member_id: int | None = None,
+        action: str | None = None,
+        before_id: int | None = None,
+        limit: int = 100,
     ) -> list[OwnerAuditEntry]:
         """Audit rows, newest first, paged by ``before_id``."""
         query = select(OwnerAuditEntry).order_by(OwnerAuditEntry.id.desc()).limit(limit)
         if member_id is not None:
             query = query.where(OwnerAuditEntry.member_id == member_id)
+        if action is not None:
+            query = query.where(OwnerAuditEntry.action == action)
         if before_id is not None:
             query = query.where(OwnerAuditEntry.id < before_id)
         with self.sessions() as session:
