@@ -1,4 +1,4 @@
-"""`python -m scnode_lab image|up|down|status|ssh|inventory`."""
+"""`python -m scnode_lab image|up|down|status|ssh|inventory|demo`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 
-from scnode_lab import image, mirror
+from scnode_lab import demo, image, mirror
 from scnode_lab.lab import DEFAULT_NAME, DEFAULT_SUBNET, Lab, lab_spec, running_labs
 from scnode_lab.process import LabError
 from scnode_lab.settings import LabPaths
@@ -52,6 +52,16 @@ def _parser() -> argparse.ArgumentParser:
 
     inv = sub.add_parser("inventory", help="print the path of a lab's Ansible inventory")
     inv.add_argument("--name", default=DEFAULT_NAME)
+
+    seed = sub.add_parser(
+        "demo",
+        help="seed the converged lab with demo data (make lab), or drive it: "
+        "pay HANDLE SATS | mine [N] | reorg [N] | miners start|stop|status | balances | show",
+    )
+    seed.add_argument("--name", default=DEFAULT_NAME)
+    seed.add_argument("--chain", choices=sorted(demo.CHAINS), default="bitcoin")
+    seed.add_argument("action", nargs="?", default="seed")
+    seed.add_argument("args", nargs="*")
     return parser
 
 
@@ -102,6 +112,14 @@ def _dispatch(args: argparse.Namespace, paths: LabPaths) -> int:
             raise LabError(f"lab {args.name} is not up")
         print(lab.inventory_path)
         return 0
+    if args.command == "demo":
+        if args.action == "seed":
+            return demo.run_seed(args.name)
+        lab = Lab(args.name, paths)
+        if args.action == "show":
+            print(demo.summary(lab, demo.load_facts(lab)))
+            return 0
+        return demo.command(lab, args.action, args.args, args.chain)
     raise LabError(f"unknown command {args.command}")
 
 
@@ -133,6 +151,10 @@ def _status(paths: LabPaths, name: str | None, *, as_json: bool) -> int:
         print("no lab is up (python -m scnode_lab up)")
     for lab_report in [] if as_json else report:
         _print_lab(lab_report)
+        lab = Lab(str(lab_report["name"]), paths)
+        facts = demo.load_facts(lab) if lab_report["up"] else None
+        if facts is not None:
+            print(demo.summary(lab, facts))
     return 0 if healthy and report else 1
 
 
