@@ -60,6 +60,8 @@ from scnode_exchange.lightning.api import build_router as lightning_router
 from scnode_exchange.owner import OwnerOperations
 from scnode_exchange.settings import ExchangeSettings
 from scnode_exchange.solvency import start_solvency
+from scnode_exchange.tokens import api as member_tokens
+from scnode_exchange.tokens.api import MemberApiTokens
 from scnode_exchange.trading.service import Exchange, OrderNotFoundError
 
 log = logging.getLogger(__name__)
@@ -118,7 +120,7 @@ def create_app(
     app = FastAPI(title="SC Node exchange", version=__version__, lifespan=lifespan)
     app.state.settings = settings
     app.state.metrics = metrics
-    app.state.member_authenticator = member_authenticator or tokens
+    app.state.member_authenticator = MemberApiTokens(app.state, member_authenticator or tokens)
     app.state.session_tokens = tokens
     app.state.owner_keys = keys
     app.state.lightning = None
@@ -158,6 +160,7 @@ def create_app(
     app.include_router(trade_ws.build_router())
     app.include_router(owner.build_router())
     app.include_router(dashboard.build_router())
+    app.include_router(member_tokens.build_router())
     # Lightning deposits: the service exists once the lifespan started it (settings.lightning)
     app.include_router(lightning_router(current_member, lambda: app.state.lightning))
     for package in (

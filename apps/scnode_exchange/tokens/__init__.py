@@ -1,0 +1,1 @@
+"""Members' API tokens for their own clients (the Satoshiware mobile app, scripts)."""
