@@ -10,10 +10,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from dataclasses import dataclass
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 
 from scnode_core import keytool
@@ -21,9 +25,16 @@ from scnode_core import keytool
 REPO = Path(__file__).resolve().parents[3]
 BIN = REPO / ".venv" / "bin"
 GRACE = 40
-ROTATE_TASK = (
-    f"API keys — rotate (a new key; the old one keeps working for its grace period, s) {GRACE}"
-)
+
+
+def rotate_task(grace: int) -> str:
+    """The rotate task's name as the json callback reports it (it shows the grace period)."""
+    return (
+        f"API keys — rotate (a new key; the old one keeps working for its grace period, s) {grace}"
+    )
+
+
+ROTATE_TASK = rotate_task(GRACE)
 
 
 @dataclass
@@ -159,3 +170,37 @@ def rotate(
         (t["task"]["name"], t["task"]["duration"]) for p in report["plays"] for t in p["tasks"]
     ]
     return tasks
+
+
+@dataclass
+class Traffic:
+    """A client calling GET `path` in a loop with the key it reads from `key()`; each
+    answer is kept with the wall-clock time its request was sent."""
+
+    url: str
+    key: Callable[[], str]
+    path: str = "/v1/status"
+    answers: list[tuple[float, int]] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+    def run(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=10) as client:
+            while not self.stop.is_set():
+                sent = time.time()
+                response = client.get(self.path, headers={"X-API-Key": self.key()})
+                self.answers.append((sent, response.status_code))
+                time.sleep(0.01)
+
+    def start(self) -> Traffic:
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+        return self
+
+    def finish(self) -> None:
+        self.stop.set()
+        assert self.thread is not None
+        self.thread.join(30)
+
+    def statuses(self, since: float = 0.0, until: float = float("inf")) -> list[int]:
+        return [status for sent, status in self.answers if since <= sent < until]

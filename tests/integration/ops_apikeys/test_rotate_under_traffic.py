@@ -11,10 +11,8 @@ read are all exercised."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -27,6 +25,7 @@ from tests.integration.ops_apikeys.rotation import (
     REPO,
     ROTATE_TASK,
     Layout,
+    Traffic,
     make_hosts,
     rotate,
     write_inventory,
@@ -36,39 +35,6 @@ pytestmark = pytest.mark.skipif(
     not (REPO / "collections" / "ansible_collections" / "satoshiware" / "scnode").exists(),
     reason="the collections/ link is missing: run `make collection-link`",
 )
-
-
-@dataclass
-class Traffic:
-    """A client calling GET /v1/status in a loop with the key it reads from `key()`; each
-    answer is kept with the wall-clock time its request was sent."""
-
-    url: str
-    key: Callable[[], str]
-    answers: list[tuple[float, int]] = field(default_factory=list)
-    stop: threading.Event = field(default_factory=threading.Event)
-    thread: threading.Thread | None = None
-
-    def run(self) -> None:
-        with httpx.Client(base_url=self.url, timeout=10) as client:
-            while not self.stop.is_set():
-                sent = time.time()
-                response = client.get("/v1/status", headers={"X-API-Key": self.key()})
-                self.answers.append((sent, response.status_code))
-                time.sleep(0.01)
-
-    def start(self) -> Traffic:
-        self.thread = threading.Thread(target=self.run, daemon=True)
-        self.thread.start()
-        return self
-
-    def finish(self) -> None:
-        self.stop.set()
-        assert self.thread is not None
-        self.thread.join(30)
-
-    def statuses(self, since: float = 0.0, until: float = float("inf")) -> list[int]:
-        return [status for sent, status in self.answers if since <= sent < until]
 
 
 def test_rotation_under_traffic_fails_no_request(
