@@ -61,6 +61,12 @@ CSP = (
 )
 
 
+FROZEN = (
+    "The node's owner has frozen your member account: nothing can be traded or withdrawn and "
+    "the dashboard is closed to it. Ask the owner."
+)
+
+
 class PageError(Exception):
     """Ends a request with an HTML error page (status + message for the member)."""
 
@@ -237,6 +243,8 @@ CsrfDep = Annotated[Ctx, Depends(csrf)]
 def signed_in_member(ctx: Ctx) -> tuple[Ctx, User]:
     if ctx.session.stage != FULL or ctx.user is None:
         raise RedirectError("/login")
+    if ctx.user.is_owner:  # the owner's pages are /owner/... (no member account)
+        raise RedirectError("/owner")
     return ctx, ctx.user
 
 
@@ -362,6 +370,10 @@ def create_app(
             return session.exchange_token
         assert exchange is not None
         got = await exchange.member_token(ctx.user.member_handle)
+        if got.frozen:  # the owner froze the account since this session signed in
+            store.delete_session(session.id_hash)
+            store.audit("session_ended_frozen", ctx.user.id, ctx.ip)
+            raise PageError(403, FROZEN, "Account frozen")
         store.update_session(
             session.id_hash, exchange_token=got.token, exchange_token_exp=got.expires_at
         )
@@ -407,17 +419,23 @@ def create_app(
     async def signed_in(ctx: Ctx, user: User, how: str) -> None:
         """Second factor passed: a new full session with a fresh exchange token."""
         assert exchange is not None
+        got = None
         try:
-            got = await exchange.member_token(user.member_handle)
+            if not user.is_owner:  # an owner has no member account (the /owner pages)
+                got = await exchange.member_token(user.member_handle)
         except ExchangeError as exc:
             raise PageError(
                 503, f"The exchange cannot be reached right now ({exc.detail})."
             ) from exc
+        if got is not None and got.frozen:
+            store.audit("login_refused_frozen", user.id, ctx.ip)
+            raise PageError(403, FROZEN, "Account frozen")
         store.clear_failures(user.id)
         session_id, session = store.promote(ctx.session, user.id, FULL, ctx.ip)
-        store.update_session(
-            session.id_hash, exchange_token=got.token, exchange_token_exp=got.expires_at
-        )
+        if got is not None:
+            store.update_session(
+                session.id_hash, exchange_token=got.token, exchange_token_exp=got.expires_at
+            )
         store.audit("login_ok", user.id, ctx.ip, how)
         ctx.session, ctx.session_id, ctx.new_cookie, ctx.user = (
             session,
@@ -861,6 +879,11 @@ def create_app(
         response.delete_cookie(cookie_name, path="/", secure=settings.cookie_secure)
         return response
 
+    from scnode_dashboard import owner
+
+    app.include_router(
+        owner.build_router(owner.Tools(render, redirect, fresh_code, settings, store))
+    )
     return app
 
 

@@ -24,6 +24,14 @@ class DashboardSettings(BaseSettings):
     # the exchange, reached as a trusted client (a key with the 'dashboard' scope)
     exchange_url: str = "http://127.0.0.1:8410"
     exchange_api_key: SecretStr
+    # the owner pages: a key with the 'owner' scope (empty: no owner pages), the components
+    # file (JSON list the roles write: name, kind, url, key_file) and what the page warns about
+    exchange_owner_api_key: SecretStr = SecretStr("")
+    components_file: Path | None = None
+    backup_dir: Path | None = None
+    backup_max_age_hours: float = Field(default=36.0, gt=0)
+    api_key_files: list[Path] = []
+    api_key_max_age_days: float = Field(default=180.0, gt=0)
     deposit_chains: list[str] = ["bitcoin", "azcoin"]
     asset_decimals: dict[str, int] = {"SATS": 0, "AZC": 8}
 

@@ -35,6 +35,7 @@ CREATE TABLE IF NOT EXISTS users (
     failures INTEGER NOT NULL DEFAULT 0,
     locked_until REAL NOT NULL DEFAULT 0,
     created REAL NOT NULL,
+    role TEXT NOT NULL DEFAULT 'member' CHECK (role IN ('member', 'owner')),
     UNIQUE (issuer, subject)
 );
 CREATE UNIQUE INDEX IF NOT EXISTS users_local ON users (username) WHERE kind = 'local';
@@ -76,6 +77,9 @@ CREATE INDEX IF NOT EXISTS audit_user ON audit (user_id, id);
 # yet) or completely ('full'); 'anon' = before sign-in (carries the OIDC state and the CSRF
 # token of the login forms)
 ANON, TOTP, ENROL, FULL = "anon", "totp", "enrol", "full"
+# user roles: a member (their own exchange account) or the node's owner (the /owner pages; an
+# owner has no exchange member account, its member_handle is "owner:<username>")
+MEMBER, OWNER = "member", "owner"
 
 
 @dataclass(frozen=True)
@@ -92,10 +96,15 @@ class User:
     totp_last_step: int
     failures: int
     locked_until: float
+    role: str = MEMBER
 
     @property
     def has_totp(self) -> bool:
         return self.totp_secret is not None
+
+    @property
+    def is_owner(self) -> bool:
+        return self.role == OWNER
 
 
 @dataclass(frozen=True)
@@ -144,6 +153,12 @@ class Store:
         self._db.execute("PRAGMA foreign_keys = ON")
         self._db.execute("PRAGMA journal_mode = WAL")
         self._db.executescript(SCHEMA)
+        columns = {r["name"] for r in self._db.execute("PRAGMA table_info(users)")}
+        if "role" not in columns:  # a file from before owners had accounts
+            self._db.execute(
+                "ALTER TABLE users ADD COLUMN role TEXT NOT NULL DEFAULT 'member'"
+                " CHECK (role IN ('member', 'owner'))"
+            )
 
     def close(self) -> None:
         self._db.close()
@@ -192,12 +207,14 @@ class Store:
         assert found is not None
         return found
 
-    def add_local_user(self, username: str, password_hash: str, handle: str) -> User:
+    def add_local_user(
+        self, username: str, password_hash: str, handle: str, role: str = MEMBER
+    ) -> User:
         with self._tx() as db:
             cur = db.execute(
-                "INSERT INTO users (kind, username, member_handle, password_hash, created)"
-                " VALUES ('local', ?, ?, ?, ?)",
-                (username, handle, password_hash, time.time()),
+                "INSERT INTO users (kind, username, member_handle, password_hash, created, role)"
+                " VALUES ('local', ?, ?, ?, ?, ?)",
+                (username, handle, password_hash, time.time(), role),
             )
             user_id = cur.lastrowid
         found = self.user(int(user_id or 0))
@@ -368,6 +385,31 @@ class Store:
                 "INSERT INTO audit (ts, user_id, event, ip, detail) VALUES (?, ?, ?, ?, ?)",
                 (time.time(), user_id, event, ip, detail[:500]),
             )
+
+    def end_user_sessions(self, user_id: int) -> int:
+        """Sign a user out everywhere (the owner froze their member account)."""
+        with self._tx() as db:
+            return db.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,)).rowcount
+
+    def audit_page(
+        self, event: str | None = None, user_id: int | None = None,
+        before_id: int | None = None, limit: int = 50,
+    ) -> list[tuple[AuditEvent, str | None]]:  # fmt: skip
+        """Audit rows newest first with the user's name, filtered and paged by ``before_id``."""
+        sql = (
+            "SELECT a.*, u.username AS who FROM audit a LEFT JOIN users u ON u.id = a.user_id"
+            " WHERE (? IS NULL OR a.event = ?) AND (? IS NULL OR a.user_id = ?)"
+            " AND (? IS NULL OR a.id < ?) ORDER BY a.id DESC LIMIT ?"
+        )
+        args = (event, event, user_id, user_id, before_id, before_id, limit)
+        with self._lock:
+            rows = self._db.execute(sql, args).fetchall()
+        out = []
+        for row in rows:
+            values = dict(row)
+            who = values.pop("who")
+            out.append((AuditEvent(**values), who))
+        return out
 
     def audit_events(self, user_id: int | None = None, limit: int = 50) -> list[AuditEvent]:
         with self._lock:
