@@ -46,6 +46,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from scnode_dashboard import __version__, security
 from scnode_dashboard.exchange import ExchangeClient, ExchangeError
 from scnode_dashboard.oidc import OidcClient, OidcError
+from scnode_dashboard.pages import PageTools
 from scnode_dashboard.settings import DashboardSettings
 from scnode_dashboard.store import ANON, ENROL, FULL, TOTP, Session, Store, User
 
@@ -884,6 +885,12 @@ def create_app(
     app.include_router(
         owner.build_router(owner.Tools(render, redirect, fresh_code, settings, store))
     )
+    # the exchange, mining and API-token pages (routers in their own modules)
+    from scnode_dashboard import mining, tokens, trading
+
+    app.state.pages = PageTools(render, redirect, exchange_token, fresh_code, exchange)
+    for module in (trading, mining, tokens):
+        app.include_router(module.build_router())
     return app
 
 

@@ -78,6 +78,11 @@ class ExchangeClient:
         """A member route's JSON answer to a POST."""
         return (await self._call("POST", path, token, json=body)).json()
 
+    async def delete(self, token: str, path: str) -> Any:
+        """A member route's JSON answer to a DELETE (None when it has no body)."""
+        reply = await self._call("DELETE", path, token)
+        return reply.json() if reply.content else None
+
     async def stream(self, token: str, path: str, **params: Any) -> AsyncIterator[bytes]:
         """A member route's body in chunks (the CSV export)."""
         request = self._http.build_request(

@@ -33,6 +33,10 @@ class DashboardSettings(BaseSettings):
     api_key_files: list[Path] = []
     api_key_max_age_days: float = Field(default=180.0, gt=0)
     deposit_chains: list[str] = ["bitcoin", "azcoin"]
+    # the mining page: per pool (btc, azc) its stratum stats API {"url", "key" | "key_file"}
+    # (a read key) and the host name members' miners connect to (empty: public_url's host)
+    stratum_apis: dict[str, dict[str, str]] = {}
+    stratum_host: str = ""
     asset_decimals: dict[str, int] = {"SATS": 0, "AZC": 8}
 
     # BTCofAZ OpenID Connect (empty discovery URL: local accounts only)
