@@ -102,6 +102,8 @@ class Stack:
     database: Path = field(init=False)
     passwords: dict[str, str] = field(default_factory=dict)
     member_ids: dict[str, int] = field(default_factory=dict)
+    # more SCNODE_DASHBOARD_* settings (e.g. STRATUM_APIS for the mining page)
+    dashboard_env: dict[str, str] = field(default_factory=dict)
 
     def start(self, members: list[str]) -> Stack:
         """Chain → chain API → exchange in one thread, the provider and the dashboard in
@@ -206,6 +208,7 @@ class Stack:
             "COOKIE_SECURE": "false",
             "MAX_FAILURES": str(MAX_FAILURES),
             "LOGINS_PER_MINUTE": "200",
+            **self.dashboard_env,
         }
         env_file = self.root / "dashboard.env"
         env_file.write_text("".join(f"SCNODE_DASHBOARD_{k}='{v}'\n" for k, v in env.items()))
