@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request, WebSocket, status
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, WebSocket, status
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
@@ -36,6 +36,7 @@ from scnode_core.chain_rpc import (
     to_sats,
 )
 from scnode_core.keyring import KeyRing
+from scnode_core.openapi import DB_INT_MAX, document_error_details
 from scnode_core.webapp import LatencyMiddleware
 
 log = logging.getLogger(__name__)
@@ -137,6 +138,7 @@ def create_app(settings: ChainApiSettings) -> FastAPI:
         version=__version__,
         lifespan=lifespan,
     )
+    document_error_details(app)
     app.state.service = service
     app.state.settings = settings
     app.state.metrics = metrics
@@ -272,11 +274,18 @@ def create_app(settings: ChainApiSettings) -> FastAPI:
     ) -> dict[str, Any]:
         return {"events": [e.to_json() for e in store.recent_events(limit)]}
 
-    @v1.get("/events/stream")
+    @v1.get(
+        "/events/stream",
+        responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}},
+    )
     async def sse(
-        request: Request, cursor: int | None = None, _: Principal = read
+        request: Request,
+        cursor: Annotated[int | None, Query(ge=0, le=DB_INT_MAX)] = None,
+        _: Principal = read,
     ) -> StreamingResponse:
         last_id = request.headers.get("last-event-id")
+        if last_id and not (last_id.isdigit() and int(last_id) <= DB_INT_MAX):
+            raise HTTPException(422, "Last-Event-ID must be an event id")
         start = cursor if cursor is not None else int(last_id) if last_id else _tip_cursor()
 
         async def produce() -> AsyncIterator[bytes]:
@@ -363,7 +372,8 @@ def create_app(settings: ChainApiSettings) -> FastAPI:
     async def wallet_transactions(
         _: Principal = read,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        since: str | None = None,
+        # a block hash (the daemon's -8 for anything else would have been a 502)
+        since: Annotated[str | None, Query(pattern="^[0-9a-fA-F]{64}$")] = None,
     ) -> dict[str, Any]:
         result = await rpc.call("listsinceblock", since or "", 1, True, wallet=settings.wallet)
         txs = sorted(result.get("transactions", []), key=lambda t: t.get("time", 0), reverse=True)[

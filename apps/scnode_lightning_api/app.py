@@ -20,6 +20,7 @@ from scnode_core.chain_rpc import ChainRpcClient, RpcEndpoint
 from scnode_core.eventjournal import Event, EventBus, serve_websocket
 from scnode_core.keyring import KeyRing
 from scnode_core.lightning_rpc import LightningClient, LightningRpcError, LightningUnavailableError
+from scnode_core.openapi import DB_INT_MAX, document_error_details
 from scnode_core.webapp import LatencyMiddleware
 from scnode_lightning_api import __version__
 from scnode_lightning_api.metrics import LightningMetrics
@@ -117,6 +118,7 @@ def create_app(settings: LightningApiSettings) -> FastAPI:
             store.close()
 
     app = FastAPI(title="SC Node Lightning API", version=__version__, lifespan=lifespan)
+    document_error_details(app)
     app.state.service = service
     app.state.watcher = watcher
     app.state.settings = settings
@@ -221,7 +223,7 @@ def create_app(settings: LightningApiSettings) -> FastAPI:
         _: Principal = read,
         member: str | None = None,
         state: Literal["pending", "complete", "failed"] | None = None,
-        after: Annotated[int, Query(ge=0)] = 0,
+        after: Annotated[int, Query(ge=0, le=DB_INT_MAX)] = 0,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> dict[str, Any]:
         rows = store.list_payments(member=member, state=state, after=after, limit=limit)

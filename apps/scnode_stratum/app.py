@@ -26,6 +26,7 @@ from starlette.websockets import WebSocketDisconnect
 from scnode_core.apikeys import Principal
 from scnode_core.auth import require_scope
 from scnode_core.keyring import KeyRing
+from scnode_core.openapi import DB_INT_MAX, document_error_details
 from scnode_stratum import __version__
 from scnode_stratum.logtail import read_tail_records
 from scnode_stratum.monitoring import MonitoringCrossCheck
@@ -240,6 +241,7 @@ def create_app(settings: StratumApiSettings) -> FastAPI:
         docs_url=None if settings.environment == "production" else "/docs",
         redoc_url=None,
     )
+    document_error_details(app)
     app.state.store = store
     app.state.tailer = tailer
     read = Depends(require_scope(keys, "read"))
@@ -438,7 +440,7 @@ def create_app(settings: StratumApiSettings) -> FastAPI:
 
     @app.get("/v1/stratum/events")
     async def events(
-        cursor: int = Query(default=0, ge=0),
+        cursor: int = Query(default=0, ge=0, le=DB_INT_MAX),
         limit: int = Query(default=500, ge=1, le=5000),
         _: Principal = read,
     ) -> dict[str, Any]:

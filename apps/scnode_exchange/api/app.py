@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.requests import HTTPConnection
 
 from scnode_core.keyring import KeyRing
+from scnode_core.openapi import document_error_details
 from scnode_core.webapp import LatencyMiddleware
 from scnode_exchange import __version__
 from scnode_exchange.api import dashboard, market, member, owner, trade_ws
@@ -118,6 +119,7 @@ def create_app(
             rt.dispose()
 
     app = FastAPI(title="SC Node exchange", version=__version__, lifespan=lifespan)
+    document_error_details(app)
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.member_authenticator = MemberApiTokens(app.state, member_authenticator or tokens)

@@ -407,7 +407,10 @@ def build_router() -> APIRouter:
             page["pending"] = member_pending(session, member.member_id) if before_id is None else []
             return page
 
-    @router.get("/history.csv")
+    @router.get(
+        "/history.csv",
+        responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}},
+    )
     def history_export(
         member: MemberDep,
         rt: RuntimeDep,

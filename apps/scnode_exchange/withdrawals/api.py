@@ -24,10 +24,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Protocol
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from scnode_core.openapi import DB_INT_MAX
 from scnode_exchange.withdrawals.models import STATES
 from scnode_exchange.withdrawals.service import (
     WithdrawalError,
@@ -55,6 +56,9 @@ OwnerDep = Callable[..., Awaitable[OwnerLike]] | Callable[..., OwnerLike]
 
 
 Limit = Annotated[int, Query(ge=1, le=500)]
+# ids and cursors a database integer can hold (a larger one is bad input, not a server error)
+WithdrawalId = Annotated[int, Path(le=DB_INT_MAX)]
+Before = Annotated[int | None, Query(le=DB_INT_MAX)]
 
 
 class WithdrawalRequest(BaseModel):
@@ -158,14 +162,16 @@ def build_router(
         svc: WithdrawalService = the_service,
         who: MemberLike = a_member,
         limit: Limit = 50,
-        before: int | None = None,
+        before: Before = None,
     ) -> dict[str, Any]:
         rows = svc.list_withdrawals(member_id=who.member_id, before_id=before, limit=limit)
         return _page(rows, limit)
 
     @router.get("/v1/withdrawals/{withdrawal_id}", response_model=None)
     def one(
-        withdrawal_id: int, svc: WithdrawalService = the_service, who: MemberLike = a_member
+        withdrawal_id: WithdrawalId,
+        svc: WithdrawalService = the_service,
+        who: MemberLike = a_member,
     ) -> JSONResponse | dict[str, Any]:
         try:
             info = svc.get(withdrawal_id, member_id=who.member_id)
@@ -175,7 +181,9 @@ def build_router(
 
     @router.post("/v1/withdrawals/{withdrawal_id}/cancel", response_model=None)
     def cancel(
-        withdrawal_id: int, svc: WithdrawalService = the_service, who: MemberLike = a_member
+        withdrawal_id: WithdrawalId,
+        svc: WithdrawalService = the_service,
+        who: MemberLike = a_member,
     ) -> JSONResponse | dict[str, Any]:
         try:
             return svc.cancel(who.member_id, withdrawal_id).to_json()
@@ -188,9 +196,9 @@ def build_router(
         svc: WithdrawalService = the_service,
         _: OwnerLike = the_owner,
         state: str | None = None,
-        member_id: int | None = None,
+        member_id: Annotated[int | None, Query(le=DB_INT_MAX)] = None,
         limit: Limit = 50,
-        before: int | None = None,
+        before: Before = None,
     ) -> JSONResponse | dict[str, Any]:
         states = tuple(s for s in (state or "").split(",") if s) or None
         if states and not set(states) <= set(STATES):
@@ -205,7 +213,7 @@ def build_router(
 
     @router.get("/v1/owner/withdrawals/{withdrawal_id}", response_model=None)
     def owner_one(
-        withdrawal_id: int, svc: WithdrawalService = the_service, _: OwnerLike = the_owner
+        withdrawal_id: WithdrawalId, svc: WithdrawalService = the_service, _: OwnerLike = the_owner
     ) -> JSONResponse | dict[str, Any]:
         try:
             info = svc.get(withdrawal_id)
@@ -215,7 +223,7 @@ def build_router(
 
     @router.post("/v1/owner/withdrawals/{withdrawal_id}/approve", response_model=None)
     def approve(
-        withdrawal_id: int,
+        withdrawal_id: WithdrawalId,
         request: Request,
         svc: WithdrawalService = the_service,
         who: OwnerLike = the_owner,
@@ -229,7 +237,7 @@ def build_router(
 
     @router.post("/v1/owner/withdrawals/{withdrawal_id}/reject", response_model=None)
     def reject(
-        withdrawal_id: int,
+        withdrawal_id: WithdrawalId,
         body: Rejection,
         svc: WithdrawalService = the_service,
         who: OwnerLike = the_owner,

@@ -1,0 +1,154 @@
+"""Regression tests of the bugs the API fuzzing found (tests/assurance/test_fuzz_apis.py), each
+on the app built in-process, so they run in a second:
+
+* an id, cursor or ``after`` beyond a database integer reached SQLite, whose ``OverflowError``
+  became a 500 (exchange withdrawals, Lightning API payments, stratum events, chain API SSE);
+* the chain API passed any ``since`` to ``listsinceblock``: the daemon's -8 came back as a 502;
+* every app's own refusals (``{"detail": "<sentence>"}`` with 422) broke the schema FastAPI
+  documents for 422 (a list of errors);
+* the exchange's CSV export and the chain API's event stream answered content types their
+  schemas did not list.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI, HTTPException
+from fastapi.testclient import TestClient
+
+from scnode_core.apikeys import ApiKeyStore, generate
+from scnode_core.openapi import DB_INT_MAX, document_error_details
+from tests.unit.apps.exchange.api.node import Node, make_settings
+
+TOO_BIG = DB_INT_MAX + 1
+
+
+def _keys(tmp_path: Path, scopes: set[str]) -> tuple[Path, str]:
+    key = generate(scopes, name="test")
+    path = tmp_path / "keys.json"
+    ApiKeyStore([key.record]).save(path)
+    return path, key.token
+
+
+def _detail_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    detail: dict[str, Any] = schema["components"]["schemas"]["HTTPValidationError"]["properties"][
+        "detail"
+    ]
+    return detail
+
+
+def test_document_error_details_allows_a_sentence_as_well_as_a_list() -> None:
+    app = FastAPI()
+
+    @app.get("/thing")
+    def thing(n: int) -> dict[str, int]:
+        if n < 0:
+            raise HTTPException(422, "n must not be negative")
+        return {"n": n}
+
+    document_error_details(app)
+    detail = _detail_schema(app.openapi())
+    assert {"type": "string"} in detail["anyOf"]
+    assert any(option.get("type") == "array" for option in detail["anyOf"])
+    assert app.openapi() is app.openapi()  # built once
+
+
+@pytest.fixture
+def exchange(tmp_path: Path) -> Iterator[Node]:
+    from scnode_exchange.api.app import create_app
+
+    settings, owner_key = make_settings(tmp_path, f"sqlite:///{tmp_path / 'x.sqlite3'}")
+    with TestClient(create_app(settings)) as client:
+        yield Node(client, owner_key, settings)
+
+
+def test_exchange_ids_beyond_a_database_integer_are_bad_input_not_a_500(exchange: Node) -> None:
+    _, member = exchange.member("zed")
+    for method, path in (
+        ("GET", f"/v1/withdrawals/{TOO_BIG}"),
+        ("POST", f"/v1/withdrawals/{TOO_BIG}/cancel"),
+        ("GET", f"/v1/withdrawals?before={TOO_BIG}"),
+    ):
+        reply = exchange.client.request(method, path, headers=member)
+        assert reply.status_code == 422, (path, reply.status_code, reply.text)
+    for method, path in (
+        ("GET", f"/v1/owner/withdrawals/{TOO_BIG}"),
+        ("GET", f"/v1/owner/withdrawals?member_id={TOO_BIG}"),
+        ("POST", f"/v1/owner/withdrawals/{TOO_BIG}/approve"),
+    ):
+        reply = exchange.client.request(method, path, headers=exchange.owner)
+        assert reply.status_code == 422, (path, reply.status_code, reply.text)
+
+
+def test_exchange_schema_documents_sentence_details_and_the_csv_export(exchange: Node) -> None:
+    schema = exchange.client.get("/openapi.json").json()
+    assert {"type": "string"} in _detail_schema(schema)["anyOf"]
+    export = schema["paths"]["/api/history.csv"]["get"]["responses"]["200"]["content"]
+    assert "text/csv" in export
+    _, member = exchange.member("csv")
+    reply = exchange.client.get("/api/history.csv", headers=member)
+    assert reply.status_code == 200
+    assert reply.headers["content-type"].startswith("text/csv")
+
+
+def test_stratum_cursor_beyond_a_database_integer_is_bad_input(tmp_path: Path) -> None:
+    from scnode_stratum.app import create_app
+    from scnode_stratum.settings import StratumApiSettings
+
+    keys, token = _keys(tmp_path, {"read"})
+    settings = StratumApiSettings(
+        log_file=tmp_path / "t.log", state_db=tmp_path / "s.db", api_keys_file=keys,
+        poll_interval=0.05, environment="test",
+    )  # fmt: skip
+    with TestClient(create_app(settings)) as client:
+        auth = {"Authorization": f"Bearer {token}"}
+        reply = client.get("/v1/stratum/events", params={"cursor": TOO_BIG}, headers=auth)
+        assert reply.status_code == 422, reply.text
+        assert client.get("/v1/stratum/events", headers=auth).status_code == 200
+        assert {"type": "string"} in _detail_schema(client.get("/openapi.json").json())["anyOf"]
+
+
+def test_lightning_payments_after_beyond_a_database_integer_is_bad_input(tmp_path: Path) -> None:
+    from scnode_lightning_api.app import create_app
+    from scnode_lightning_api.settings import LightningApiSettings
+
+    keys, token = _keys(tmp_path, {"read"})
+    settings = LightningApiSettings(
+        rpc_socket=tmp_path / "no-lightningd", api_keys_file=keys, state_db=tmp_path / "l.db",
+        environment="test",
+    )  # fmt: skip
+    client = TestClient(create_app(settings))  # no lifespan: validation comes before lightningd
+    auth = {"Authorization": f"Bearer {token}"}
+    reply = client.get("/v1/payments", params={"after": TOO_BIG}, headers=auth)
+    assert reply.status_code == 422, reply.text
+    assert {"type": "string"} in _detail_schema(client.get("/openapi.json").json())["anyOf"]
+
+
+def test_chain_api_refuses_a_bad_since_cursor_or_event_id_as_bad_input(tmp_path: Path) -> None:
+    from scnode_chain_api.app import create_app
+    from scnode_chain_api.settings import ChainApiSettings
+
+    keys, token = _keys(tmp_path, {"read"})
+    settings = ChainApiSettings(
+        chain="bitcoin", path_prefix="btc", rpc_password="not-the-placeholder-x",
+        api_keys_file=keys, state_db=tmp_path / "c.db", environment="test",
+    )  # fmt: skip
+    client = TestClient(create_app(settings))  # no lifespan: nothing reaches the daemon
+    auth = {"Authorization": f"Bearer {token}"}
+    for params in ({"since": "null"}, {"since": "00" * 31}):
+        reply = client.get("/v1/btc/wallet/transactions", params=params, headers=auth)
+        assert reply.status_code == 422, (params, reply.text)
+    reply = client.get("/v1/events/stream", params={"cursor": TOO_BIG}, headers=auth)
+    assert reply.status_code == 422, reply.text
+    reply = client.get("/v1/events/stream", headers={**auth, "Last-Event-ID": "x1"})
+    assert reply.status_code == 422, reply.text
+    schema = client.get("/openapi.json").json()
+    assert {"type": "string"} in _detail_schema(schema)["anyOf"]
+    stream = schema["paths"]["/v1/events/stream"]["get"]["responses"]["200"]["content"]
+    assert "text/event-stream" in stream
+    assert json.dumps(schema)  # the whole document serialises
