@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from fastapi import FastAPI, HTTPException
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
 from scnode_core.apikeys import ApiKeyStore, generate
 from scnode_core.openapi import DB_INT_MAX, document_error_details
@@ -135,7 +136,7 @@ def test_chain_api_refuses_a_bad_since_cursor_or_event_id_as_bad_input(tmp_path:
 
     keys, token = _keys(tmp_path, {"read"})
     settings = ChainApiSettings(
-        chain="bitcoin", path_prefix="btc", rpc_password="not-the-placeholder-x",
+        chain="bitcoin", path_prefix="btc", rpc_password=SecretStr("not-the-placeholder-x"),
         api_keys_file=keys, state_db=tmp_path / "c.db", environment="test",
     )  # fmt: skip
     client = TestClient(create_app(settings))  # no lifespan: nothing reaches the daemon
