@@ -26,6 +26,7 @@ from tests.integration.exchange_e2e.handle import Chain, ExchangeChainApi, Excha
 PROVIDER_HOST = "127.0.0.2"  # another site than the dashboard's 127.0.0.1
 CONFIRMATIONS = 2
 MAX_FAILURES = 3
+APPROVAL_ABOVE = 500_000  # sats: larger withdrawals wait for the owner's approval
 
 
 def wait_until(
@@ -102,6 +103,9 @@ class Stack:
     database: Path = field(init=False)
     passwords: dict[str, str] = field(default_factory=dict)
     member_ids: dict[str, int] = field(default_factory=dict)
+    owner: str = ""  # a local owner account made with add-local-user --owner (password below)
+    owner_password: str = ""
+    components_file: Path = field(init=False)  # what the owner's components page asks
     # more SCNODE_DASHBOARD_* settings (e.g. STRATUM_APIS for the mining page)
     dashboard_env: dict[str, str] = field(default_factory=dict)
 
@@ -110,17 +114,28 @@ class Stack:
         another (the dashboard needs only the exchange's address and key to start)."""
         exchange_port, dash_port, provider_port = free_port(), free_port(), free_port()
         dashboard_key = generate({"dashboard"}, "dashboard")
+        owner_key = generate({"owner"}, "dashboard-owner")
+        self.components_file = self.root / "components.json"
         with ThreadPoolExecutor(2) as pool:
-            money = pool.submit(self._start_money, members, exchange_port, dashboard_key)
+            money = pool.submit(
+                self._start_money, members, exchange_port, [dashboard_key, owner_key]
+            )
             login = pool.submit(
                 self._start_login, members, exchange_port, dash_port, provider_port,
-                dashboard_key.token,
+                dashboard_key.token, owner_key.token,
             )  # fmt: skip
             money.result()
             login.result()
+        # the chain API as the apps role lists it for the owner's components page
+        assert self.chain.api is not None
+        self.components_file.write_text(json.dumps([
+            {"name": "Bitcoin chain API", "kind": "chain_api", "url": self.chain.api.url,
+             "key": self.chain.api.tokens["read"]},
+            {"name": "Disk", "kind": "disk", "path": str(self.root)},
+        ]))  # fmt: skip
         return self
 
-    def _start_money(self, members: list[str], port: int, dashboard_key: NewApiKey) -> None:
+    def _start_money(self, members: list[str], port: int, keys: list[NewApiKey]) -> None:
         """What Chain.start() and ExchangeProcess.start() do, with this suite's own (longer)
         start-up waits."""
         chain = self.chain = Chain("bitcoin", self.root / "bitcoin")
@@ -149,12 +164,15 @@ class Stack:
                                     **chain.settings}},
              # regtest addresses (bcrt), every withdrawal below the approval threshold
              "WITHDRAWALS": {"bitcoin": {"hrp": "bcrt", "min_amount": 1_000, "flat_fee": 300,
-                                         "confirmations": 1}},
+                                         "confirmations": 1,
+                                         "approval_threshold": APPROVAL_ABOVE}},
              "WITHDRAWAL_POLL_SECONDS": "0.2"},
         )  # fmt: skip
         self.exchange.port, self.exchange.url = port, f"http://127.0.0.1:{port}"
         keys_file = self.exchange.workdir / "owner-keys.json"
-        ApiKeyStore([*ApiKeyStore.load(keys_file).records, dashboard_key.record]).save(keys_file)
+        ApiKeyStore([*ApiKeyStore.load(keys_file).records, *(k.record for k in keys)]).save(
+            keys_file
+        )
         exchange_service = Service(
             "exchange",
             [sys.executable, "-m", "scnode_exchange", "--env-file", str(self.exchange.env_file),
@@ -174,7 +192,7 @@ class Stack:
 
     def _start_login(
         self, members: list[str], exchange_port: int, dash_port: int, provider_port: int,
-        dashboard_key: str,
+        dashboard_key: str, owner_key: str,
     ) -> None:  # fmt: skip
         self.dashboard_url = f"http://127.0.0.1:{dash_port}"
         self.provider_url = f"http://{PROVIDER_HOST}:{provider_port}/"
@@ -201,6 +219,8 @@ class Stack:
             "DATABASE_PATH": str(self.database),
             "EXCHANGE_URL": f"http://127.0.0.1:{exchange_port}",
             "EXCHANGE_API_KEY": dashboard_key,
+            "EXCHANGE_OWNER_API_KEY": owner_key,
+            "COMPONENTS_FILE": str(self.components_file),
             "DEPOSIT_CHAINS": json.dumps(["bitcoin"]),
             "OIDC_DISCOVERY_URL": f"{self.provider_url}.well-known/openid-configuration",
             "OIDC_CLIENT_ID": "scnode-dashboard",
@@ -213,6 +233,13 @@ class Stack:
         env_file = self.root / "dashboard.env"
         env_file.write_text("".join(f"SCNODE_DASHBOARD_{k}='{v}'\n" for k, v in env.items()))
         env_file.chmod(0o600)
+        if self.owner:  # as the technician does it: the CLI, password on stdin
+            self.owner_password = secrets.token_urlsafe(16)
+            subprocess.run(
+                [sys.executable, "-m", "scnode_dashboard", "--env-file", str(env_file),
+                 "add-local-user", "--owner", self.owner],
+                input=f"{self.owner_password}\n".encode(), check=True, capture_output=True,
+            )  # fmt: skip
         self.dashboard = Service(
             "dashboard",
             [sys.executable, "-m", "scnode_dashboard", "--env-file", str(env_file),
