@@ -5,14 +5,18 @@
 Starts the browser tests' stack (simnet chain + chain API + exchange + simnet OIDC provider +
 dashboard), signs a member in over HTTP the way a browser does (provider login form, TOTP
 enrolment), funds it with a deposit, then times GET of each member page (server time as the
-client sees it: the dashboard's own work plus its calls to the exchange). Target (issue 10):
-every page < 1 s on loopback. Prints; never fails.
+client sees it: the dashboard's own work plus its calls to the exchange). The exchange page
+has a book and some trades to show; the mining page asks a stratum stats API (following a
+synthetic translator log) about four registered workers. Target (issue 10): every page < 1 s
+on loopback. Prints; never fails.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
+import secrets
 import shutil
 import statistics
 import sys
@@ -25,9 +29,41 @@ import httpx
 import pyotp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from scnode_stratum import synthetic
 from tests.browser.stack import CONFIRMATIONS, Stack, wait_until
+from tests.integration.stratum.stratum_handle import StratumApi
 
-PAGES = ["/login", "/wallet", "/wallet/withdraw", "/account", "/wallet/history.csv"]
+PAGES = [
+    "/login", "/wallet", "/wallet/withdraw", "/account", "/wallet/history.csv",
+    "/trade", "/trade/history", "/mining", "/account/tokens",
+]  # fmt: skip
+WORKERS = ["alice.rig1", "alice.rig2", "alice.rig3", "alice.rig4"]
+
+
+def market_and_miners(stack: Stack) -> None:
+    """A book and ten trades (bob sells to alice), four registered workers of alice."""
+    owner = {"X-API-Key": stack.exchange.owner_key}
+    bob_id = stack.member_ids["bob"]
+    httpx.post(
+        f"{stack.exchange.url}/api/owner/members/{bob_id}/adjustments", headers=owner,
+        json={"asset": "AZC", "amount": 10**9, "reason": "bench",
+              "idempotency_key": secrets.token_hex(8)},
+    ).raise_for_status()  # fmt: skip
+    alice = {"Authorization": f"Bearer {stack.member_token('alice')}"}
+    bob = {"Authorization": f"Bearer {stack.member_token('bob')}"}
+    orders = f"{stack.exchange.url}/api/orders"
+    for i in range(10):
+        for who, side in ((bob, "sell"), (alice, "buy")):
+            order = {"side": side, "type": "limit", "price": 1_000 + 10 * i, "quantity": 1}
+            httpx.post(orders, headers=who, json=order).raise_for_status()
+    for i in range(20):
+        order = {"side": "sell", "type": "limit", "price": 2_000 + 10 * i, "quantity": 2}
+        httpx.post(orders, headers=bob, json=order).raise_for_status()
+    for name in WORKERS:
+        httpx.post(
+            f"{stack.exchange.url}/v1/mining/workers", headers=alice,
+            json={"pool": "btc", "name": name},
+        ).raise_for_status()  # fmt: skip
 
 
 def sign_in(stack: Stack, browser: httpx.Client, handle: str) -> None:
@@ -56,10 +92,19 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=50)
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="scnode-dashboard-bench-"))
+    (root / "stratum").mkdir()
+    log = root / "stratum" / "translator.log"
+    log.write_text("\n".join(synthetic.session(WORKERS, 200, time.time() - 60)) + "\n")
+    stats = StratumApi(root / "stratum", log)
+    stats.write_config()
     stack = Stack(root)
+    stack.dashboard_env = {
+        "STRATUM_APIS": json.dumps({"btc": {"url": stats.url, "key": stats.token}})
+    }
     try:
         started = time.perf_counter()
-        stack.start(["alice"])
+        stats.start(timeout=90)
+        stack.start(["alice", "bob"])
         print(f"stack up in {time.perf_counter() - started:.1f} s")
         browser = httpx.Client(follow_redirects=True, timeout=30)
         sign_in(stack, browser, "alice")
@@ -73,6 +118,7 @@ def main() -> int:
             lambda: "250,000" in browser.get(urljoin(stack.dashboard_url, "/wallet")).text,
             stack.logs(),
         )
+        market_and_miners(stack)
         print(f"{'page':24} {'n':>4} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")
         for path in PAGES:
             times = []
@@ -88,6 +134,7 @@ def main() -> int:
         browser.close()
     finally:
         stack.stop()
+        stats.stop()
         shutil.rmtree(root, ignore_errors=True)
     return 0
 

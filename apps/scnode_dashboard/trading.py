@@ -11,7 +11,8 @@ signed-in member's browser: the dashboard's session cookie authenticates it and 
 ``Origin`` must be this dashboard's (a browser sends cookies with any site's WebSocket, so
 that check is the WebSocket form of the CSRF rule). Each relayed message keeps the
 exchange's shape plus ``channel`` (``candles`` or ``trades``); ``static/trade.js`` applies the
-``seq``/``prev_seq`` rule and reconnects for a new snapshot when a message was missed.
+``seq``/``prev_seq`` rule and reconnects for a new snapshot when a message was missed. The
+relay ends within ``SESSION_CHECK_SECONDS`` of the session ending (sign-out, revoked, expired).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 INTERVALS = ("1m", "5m", "15m", "1h", "4h", "1d")
 SIDES = ("buy", "sell")
 TIME_IN_FORCE = ("gtc", "ioc", "post_only")
+SESSION_CHECK_SECONDS = 30.0  # an open chart stops this long after its session ended
 MarketQuery = Annotated[str | None, Query(max_length=32, pattern=r"^[A-Z0-9]+/[A-Z0-9]+$")]
 
 
@@ -205,6 +207,7 @@ def build_router() -> APIRouter:
         async with aiohttp.ClientSession() as http:
             pumps = [asyncio.create_task(_pump(http, ws, ch, url)) for ch, url in streams.items()]
             pumps.append(asyncio.create_task(_until_closed(ws)))
+            pumps.append(asyncio.create_task(_while_signed_in(ws)))
             try:
                 await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
             finally:
@@ -251,6 +254,14 @@ async def _pump(http: aiohttp.ClientSession, ws: WebSocket, channel: str, url: s
             data = message.json()
             if isinstance(data, dict):
                 await ws.send_json({"channel": channel, **data})
+
+
+async def _while_signed_in(ws: WebSocket) -> None:
+    """Returns once the session behind the socket ended (sign-out, revoked, timed out)."""
+    while True:
+        await asyncio.sleep(SESSION_CHECK_SECONDS)
+        if not _ws_member(ws):
+            return
 
 
 async def _until_closed(ws: WebSocket) -> None:

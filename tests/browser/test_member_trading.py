@@ -16,14 +16,14 @@ import secrets
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pyotp
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, expect
 
 from scnode_stratum import synthetic
 from tests.browser.stack import Stack, wait_until
@@ -90,13 +90,23 @@ def members(stack: Stack, browser: Browser, shots: Path) -> Iterator[dict[str, A
         contexts.append(context)
         page = context.new_page()
         page.set_default_timeout(15_000)
+        errors: list[str] = []  # console errors, e.g. a CSP refusal of the chart library
+        page.on("console", _collector(errors))
         secret, _ = enrol(page, stack, handle)
-        out[handle] = {"page": page, "secret": secret, "context": context}
+        out[handle] = {"page": page, "secret": secret, "context": context, "errors": errors}
     try:
         yield out
     finally:
         for context in contexts:
             context.close()
+
+
+def _collector(errors: list[str]) -> Callable[[ConsoleMessage], None]:
+    def collect(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            errors.append(message.text)
+
+    return collect
 
 
 def _place(page: Page, side: str, price: int, lots: int) -> int:
@@ -151,6 +161,21 @@ def test_a_trade_reaches_the_chart_live(stack: Stack, members: dict[str, Any], s
     assert watcher.evaluate("window.__noReload") is True  # same document: no reload
     assert int(watcher.get_attribute("#chart", "data-candles") or "0") >= 1
     shot(watcher, shots, "21-trade-after-live-fill")
+    csp = [e for e in members["alice"]["errors"] if "Content Security Policy" in e]
+    assert not csp, csp
+    # the relay is only for signed-in members of this dashboard's origin
+    ws_url = stack.dashboard_url.replace("http", "ws") + "/trade/ws?market=AZC/SATS&interval=1m"
+    opens = (
+        "url => new Promise(done => { const w = new WebSocket(url);"
+        " w.onopen = () => { w.close(); done('open'); }; w.onclose = () => done('refused'); })"
+    )
+    assert watcher.evaluate(opens, ws_url) == "open"
+    stranger = watcher.context.browser.new_page()  # type: ignore[union-attr]
+    stranger.goto(f"{stack.dashboard_url}/login")
+    assert stranger.evaluate(opens, ws_url) == "refused"  # no session
+    stranger.close()
+    watcher.goto(stack.provider_url)  # another site, with alice's dashboard cookie in the jar
+    assert watcher.evaluate(opens, ws_url) == "refused"  # foreign Origin
     watcher.goto(f"{stack.dashboard_url}/trade/history")
     expect(watcher.locator("#my-trades")).to_contain_text("buy")
     expect(watcher.locator("#public-trades")).to_contain_text("1,000")

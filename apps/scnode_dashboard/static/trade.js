@@ -14,7 +14,9 @@
   const LC = window.LightweightCharts;
   const chart = LC.createChart(box, {
     autoSize: true,
-    layout: { textColor: "#1d2733", background: { color: "#ffffff" } },
+    // the library's logo injects a <style> element, which the CSP (style-src 'self') blocks:
+    // the page credits TradingView in its own markup instead (below the chart)
+    layout: { textColor: "#1d2733", background: { color: "#ffffff" }, attributionLogo: false },
     timeScale: { timeVisible: true, secondsVisible: false },
     localization: { priceFormatter: (p) => fmt(Math.round(p)) },
   });
