@@ -6,6 +6,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+from starlette.websockets import WebSocketDisconnect
+
 from scnode_exchange.tokens.models import MemberApiToken
 from tests.unit.apps.exchange.api.node import Node
 
@@ -84,3 +87,21 @@ def test_wrong_secret_unknown_scope_and_expiry(lite_node: Node) -> None:
         row = session.get(MemberApiToken, made["id"])
         row.expires_at = datetime.now(UTC) - timedelta(seconds=1)
     assert lite_node.client.get("/api/balances", headers=_bearer(made["token"])).status_code == 401
+
+
+def test_order_entry_websocket_needs_the_trade_scope(lite_node: Node) -> None:
+    _, alice = lite_node.member("alice", sats=1_000_000)
+    reader = _bearer(_make(lite_node, alice, ["read"])["token"])
+    trader = _bearer(_make(lite_node, alice, ["trade"])["token"])
+    with (
+        pytest.raises(WebSocketDisconnect) as refused,
+        lite_node.client.websocket_connect("/ws/trade", headers=reader),
+    ):
+        pass
+    assert refused.value.code == 1008
+    with lite_node.client.websocket_connect("/ws/trade", headers=trader) as ws:
+        ws.send_json({"op": "place", "client_id": 1, "side": "buy", "price": 100, "quantity": 1})
+        reply = ws.receive_json()
+    assert reply["ok"] and reply["order"]["status"] == "open"
+    # a trade-only token cannot even read its balances
+    assert lite_node.client.get("/api/balances", headers=trader).status_code == 403
