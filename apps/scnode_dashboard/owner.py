@@ -77,6 +77,7 @@ class OwnerExchange:
             base_url=settings.exchange_url,
             timeout=10.0,
             headers={"X-API-Key": key, "X-Acting-Owner": owner.username},
+            verify=components.tls_context(),
         )
 
     async def __aenter__(self) -> OwnerExchange:
