@@ -16,6 +16,8 @@ Worker states are upstream's: **ok** (last share ≤ 90 s ago), **low** (≤ 300
 from __future__ import annotations
 
 import asyncio
+import functools
+import ssl
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -66,6 +68,13 @@ def _unix(iso: str | None) -> float | None:
     if not iso:
         return None
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """One verifying TLS context for the stats API clients: httpx would build (and load the CA
+    bundle into) a new one for every client, i.e. for every page view."""
+    return ssl.create_default_context()
 
 
 @dataclass
@@ -140,7 +149,7 @@ def build_router() -> APIRouter:
         live: dict[tuple[str, str], dict[str, Any]] = {}
         missing: set[str] = set()
         series: dict[int, float] = {}
-        async with httpx.AsyncClient(timeout=STATS_TIMEOUT) as http:
+        async with httpx.AsyncClient(timeout=STATS_TIMEOUT, verify=tls_context()) as http:
 
             async def pool_workers(api: StatsApi) -> None:
                 try:
