@@ -171,7 +171,7 @@ def _results(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def _diff_content(result: dict[str, Any]) -> str:
     """The new content of the file a task would write (its --diff)."""
-    return next(d["after"] for d in result["diff"] if isinstance(d.get("after"), str))
+    return str(next(d["after"] for d in result["diff"] if isinstance(d.get("after"), str)))
 
 
 def _diff_paths(result: dict[str, Any]) -> set[str]:
