@@ -138,6 +138,9 @@ class ExchangeSettings(BaseSettings):
     orders_per_second: float = Field(default=50.0, gt=0)
     orders_burst: int = Field(default=200, ge=1)
     logins_per_minute: int = Field(default=10, ge=1)
+    # members' requests that move money (withdrawals, Lightning invoices, deposit addresses):
+    # per member, this many a minute with bursts as large (DESIGN §5)
+    money_requests_per_minute: int = Field(default=30, ge=1)
     page_size_max: int = Field(default=500, ge=10, le=10_000)
     # owner approval needed for withdrawals above this many base units (withdrawals package)
     withdrawal_approval_threshold: int = Field(default=1_000_000, ge=0)

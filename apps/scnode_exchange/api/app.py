@@ -33,6 +33,7 @@ from scnode_exchange.api.auth import (
     SessionTokens,
     current_member,
     current_owner,
+    member_from,
 )
 from scnode_exchange.api.integrations import (
     optional_module,
@@ -164,7 +165,10 @@ def create_app(
     app.include_router(dashboard.build_router())
     app.include_router(member_tokens.build_router())
     # Lightning deposits: the service exists once the lifespan started it (settings.lightning)
-    app.include_router(lightning_router(current_member, lambda: app.state.lightning))
+    money = Depends(_money_limit(settings))
+    app.include_router(
+        lightning_router(current_member, lambda: app.state.lightning), dependencies=[money]
+    )
     for package in (
         "scnode_exchange.deposits.api",
         "scnode_exchange.withdrawals.api",
@@ -173,7 +177,11 @@ def create_app(
     ):
         module = optional_module(package)
         if module is not None and hasattr(module, "build_router"):
-            app.include_router(module.build_router(current_member, current_owner))
+            limited = package.endswith((".deposits.api", ".withdrawals.api"))
+            app.include_router(
+                module.build_router(current_member, current_owner),
+                dependencies=[money] if limited else [],
+            )
             log.info("mounted %s", package)
     return app
 
@@ -194,6 +202,26 @@ def _start_runtime(settings: ExchangeSettings, metrics: ExchangeMetrics) -> Runt
         metrics,
         read_engine=make_read_engine(settings.database_url, engine),
     )
+
+
+def _money_limit(settings: ExchangeSettings) -> Callable[[Request], None]:
+    """Dependency of the routers that move money: a member's changes (POST, PUT, DELETE; not
+    the owner's routes) share one bucket of ``money_requests_per_minute`` → 429 beyond it. A
+    request without a valid member goes on to the route's own check (401/403)."""
+    limiter = RateLimiter(
+        settings.money_requests_per_minute / 60, settings.money_requests_per_minute
+    )
+
+    def money_limit(request: Request) -> None:
+        if request.method in ("GET", "HEAD") or request.url.path.startswith("/v1/owner/"):
+            return
+        try:
+            who = member_from(request)
+        except HTTPException:
+            return
+        limiter.check(f"money:{who.member_id}")
+
+    return money_limit
 
 
 def _auth_router(settings: ExchangeSettings, tokens: SessionTokens) -> APIRouter:
