@@ -202,7 +202,7 @@ class Demo:
         code, body = self.owner("GET", "/v1/owner/mining/workers")
         if code != 200:
             raise LabError(f"exchange owner API: GET workers → {code} {body}")
-        have = {(w["pool"], w["worker"]): w.get("member_id") for w in body["workers"]}
+        have = {(w["pool"], w["name"]): w["member_id"] for w in body["workers"]}
         for pool in POOLS:
             for worker, handle in REGISTERED.items():
                 member_id = self.facts.members[handle]
@@ -218,9 +218,9 @@ class Demo:
             self.facts.workers[pool] = {w: REGISTERED.get(w) for w in WORKERS}
 
     # ---------------------------------------------------------------- miners on cluster.lab
-    def install_miners(self) -> bool:
-        """simnet and the miner units on cluster.lab; True when something changed (then the
-        units were restarted)."""
+    def install_miners(self, restart: bool = False) -> bool:
+        """simnet and the miner units on cluster.lab; True when something changed or `restart`
+        was asked (then the units were restarted)."""
         bundle, digest = simnet_bundle()
         installed = self.remote.ssh(
             CLUSTER, f"cat {DEMO_DIR}/simnet.sha256 2>/dev/null; true"
@@ -251,7 +251,8 @@ class Demo:
         units = " ".join(f"scnode-demo-miners@{p}.service" for p in POOLS)
         active = self.remote.ssh(CLUSTER, f"systemctl is-active {units}", check=False).stdout
         enabled = self.remote.ssh(CLUSTER, f"systemctl is-enabled {units}", check=False).stdout
-        if changed or set(active.split()) != {"active"} or set(enabled.split()) != {"enabled"}:
+        running = set(active.split()) == {"active"} and set(enabled.split()) == {"enabled"}
+        if changed or restart or not running:
             self.facts.miners_started = time.time()
             self.remote.on(
                 CLUSTER,
@@ -357,9 +358,10 @@ class Demo:
         self.fetch_credentials()
         self.ensure_members()
         self.ensure_workers()
-        if self.install_miners() or not self.facts.miners_seen_seconds:
-            start = self.facts.miners_started or time.time()
-            self.facts.miners_seen_seconds = self.wait_miners_seen(start)
+        # (re)started when they changed, or once to measure how soon the stats APIs show them
+        if self.install_miners(restart=not self.facts.miners_seen_seconds):
+            assert self.facts.miners_started is not None
+            self.facts.miners_seen_seconds = self.wait_miners_seen(self.facts.miners_started)
             self.say(f"miners seen in the stats APIs after {self.facts.miners_seen_seconds} s")
         _save_facts(self.lab, self.facts)
         self.ensure_payout()

@@ -106,26 +106,42 @@ def run(
     """Run a playbook of the repo as `make lab` does; with `log`, also keep its output there."""
     argv = site_argv(*extra, playbook=playbook)
     started = time.monotonic()
-    proc = subprocess.run(
-        argv,
-        cwd=REPO,
-        env=environment(env),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    seconds = time.monotonic() - started
-    if log is not None:
+    if log is None:
+        proc = subprocess.run(
+            argv,
+            cwd=REPO,
+            env=environment(env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        stdout, stderr, returncode = proc.stdout, proc.stderr, proc.returncode
+    else:
+        # written as it runs, so a long converge can be followed with `tail -f`
         log.parent.mkdir(parents=True, exist_ok=True)
-        log.write_text(proc.stdout + ("\n--- stderr ---\n" + proc.stderr if proc.stderr else ""))
+        with log.open("w") as out:
+            proc = subprocess.run(
+                argv,
+                cwd=REPO,
+                env=environment(env),
+                stdout=out,
+                stderr=subprocess.PIPE,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+            if proc.stderr:
+                out.write("\n--- stderr ---\n" + proc.stderr)
+        stdout, stderr, returncode = log.read_text(), proc.stderr, proc.returncode
+    seconds = time.monotonic() - started
     return PlaybookRun(
         argv=argv,
-        returncode=proc.returncode,
-        stdout=proc.stdout,
-        stderr=proc.stderr,
+        returncode=returncode,
+        stdout=stdout,
+        stderr=stderr,
         seconds=seconds,
-        recap=parse_recap(proc.stdout),
+        recap=parse_recap(stdout),
     )
 
 
