@@ -233,3 +233,76 @@ def test_an_existing_proxmox_install_is_adopted_without_a_key(tmp_path: Path) ->
     }
     assert results["Install the Proxmox kernel"].get("skipped")
     assert results["Install the Proxmox VE packages"].get("skipped")
+
+
+FAKE_PVEUM = """#!{python}
+# Fake pveum: the subcommands proxmox_host uses, with PVE's JSON shapes, state in a file.
+import json, sys
+state_file = {state!r}
+try:
+    state = json.load(open(state_file))
+except FileNotFoundError:
+    state = {{"users": ["root@pam"], "tokens": {{}}, "acls": []}}
+args = sys.argv[1:]
+with open(state_file + ".log", "a") as log:
+    log.write(json.dumps(args) + "\\n")
+out = None
+if args[:2] == ["user", "list"]:
+    out = [{{"userid": u, "enable": 1}} for u in state["users"]]
+elif args[:2] == ["user", "add"]:
+    state["users"].append(args[2])
+elif args[:3] == ["user", "token", "list"]:
+    out = [{{"tokenid": t, "privsep": 1, "expire": 0}} for t in state["tokens"].get(args[3], [])]
+elif args[:3] == ["user", "token", "add"]:
+    state["tokens"].setdefault(args[3], []).append(args[4])
+    out = {{"full-tokenid": args[3] + "!" + args[4], "info": {{"privsep": "1"}},
+           "value": "5ec2e7aa-0000-4000-8000-" + "%012d" % len(state["tokens"][args[3]])}}
+elif args[:3] == ["user", "token", "remove"]:
+    state["tokens"][args[3]].remove(args[4])
+elif args[:2] == ["acl", "list"]:
+    out = state["acls"]
+elif args[:2] == ["acl", "modify"]:
+    kind = "token" if args[3] == "--tokens" else "user"
+    state["acls"].append({{"path": args[2], "type": kind, "ugid": args[4], "roleid": args[6],
+                          "propagate": 1}})
+else:
+    sys.exit("unknown pveum " + " ".join(args))
+json.dump(state, open(state_file, "w"))
+if out is not None:
+    print(json.dumps(out))
+"""
+
+
+def test_api_user_token_and_acls_are_made_once_and_the_secret_stored(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "pveversion").write_text("#!/bin/sh\necho 'pve-manager/9.0.10/deadbeef'\n")
+    state = tmp_path / "pveum.json"
+    (bin_dir / "pveum").write_text(FAKE_PVEUM.format(python=sys.executable, state=str(state)))
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    token_dir = tmp_path / "secrets"
+    host_vars = {"proxmox_host_api_token_dir": str(token_dir)}
+    first = _play(tmp_path, host_vars, "--tags", "api_token", path=str(bin_dir))
+    assert first["stats"]["pve"]["failures"] == 0, first["stats"]
+    assert first["stats"]["pve"]["changed"] > 0
+    stored = json.loads((token_dir / "ansible.json").read_text())
+    assert stored == {
+        "api_user": "automation@pve",
+        "api_token_id": "ansible",
+        "api_token_secret": "5ec2e7aa-0000-4000-8000-000000000001",
+    }
+    assert (token_dir / "ansible.json").stat().st_mode & 0o777 == 0o600
+    assert "5ec2e7aa" not in json.dumps(first)  # the secret never reaches the output
+    acls = {(a["path"], a["roleid"], a["ugid"]) for a in json.loads(state.read_text())["acls"]}
+    for principal in ("automation@pve", "automation@pve!ansible"):
+        assert ("/vms", "PVEVMAdmin", principal) in acls
+        assert ("/storage", "PVEDatastoreAdmin", principal) in acls
+    assert len(acls) == 8
+    calls = len(Path(f"{state}.log").read_text().splitlines())
+
+    second = _play(tmp_path, host_vars, "--tags", "api_token", path=str(bin_dir))
+    assert second["stats"]["pve"]["failures"] == 0, second["stats"]
+    assert second["stats"]["pve"]["changed"] == 0
+    again = [json.loads(line) for line in Path(f"{state}.log").read_text().splitlines()[calls:]]
+    assert all("list" in call[:3] for call in again), again  # only reads on the second run
