@@ -53,7 +53,8 @@ class FuzzResult:
     returncode: int
     cases: int
     failures: int
-    operations: int
+    operations: int  # tested
+    selected: int  # in the schema after the exclusions
     seconds: float
     output: str
 
@@ -117,7 +118,7 @@ class Profile:
     max_seconds: int
 
 
-CI = Profile("fuzzing,stateful", max_examples=3, max_seconds=25)
+CI = Profile("fuzzing,stateful", max_examples=3, max_seconds=20)
 LONG = Profile("coverage,fuzzing,stateful", max_examples=200, max_seconds=600)
 
 
@@ -152,6 +153,7 @@ def fuzz(
         cases=_number(r"(\d+) generated", out),
         failures=_number(r"found (\d+) unique failures", out),
         operations=_number(r"Tested: (\d+)", out),
+        selected=_number(r"Operations: +(\d+) selected", out),
         seconds=float(_number(r"in (\d+)(?:\.\d+)?s =", out)),
         output=out,
     )
