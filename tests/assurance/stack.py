@@ -104,7 +104,7 @@ class Stack:
         (self.root / "node").mkdir(parents=True)
         (self.root / "chain-api").mkdir()
         self.node = ChainNode(self.root / "node", "bitcoin", "regtest", None, {}, [])
-        self.node.start()
+        self.node.start(timeout=START)
         self.node.rpc("createwallet", "wallet")
         self.node.rpc("createwallet", "outside")
         self.node.mine(101)
