@@ -10,8 +10,10 @@ the logs afterwards. Used by the fuzzing and access-matrix tests and by benchmar
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -47,6 +49,7 @@ class Stack:
     pair: tuple[LightningNodeHandle, LightningNodeHandle] | None = None
     ln_chain: ChainHandle | None = None
     ln_base: Path | None = None
+    ln_handles: list[LightningNodeHandle] = field(default_factory=list)
     lightning_api: LightningApi | None = None
     stratum_api: StratumApi = field(init=False)
     exchange: ExchangeProcess = field(init=False)
@@ -121,7 +124,7 @@ class Stack:
         # a short base: the RPC socket path must fit a unix socket address (108 bytes)
         base = self.ln_base = Path(tempfile.mkdtemp(prefix="assur-ln-", dir="/tmp"))
         self.ln_chain = ChainHandle(base)
-        handles: list[LightningNodeHandle] = []
+        handles = self.ln_handles
         for alias in ("hub", "node"):
             (base / alias).mkdir()
             zmq = alias == "node"
@@ -270,13 +273,29 @@ class Stack:
                 getattr(handle, method)()
             except Exception:  # noqa: S112 - stop what can be stopped; the rest is torn down below
                 continue
-        if self.pair is not None:
-            for handle in self.pair:
-                handle.stop()
+        for handle in self.ln_handles:
+            handle.stop()
+        if self.ln_base is not None:
+            # a lightningd whose start timed out has no handle: end it by its pid, found by
+            # the run's own directory in its command line
+            _kill_children_under(self.ln_base)
         if self.ln_chain is not None:
             self.ln_chain.stop()
         if self.ln_base is not None:
             shutil.rmtree(self.ln_base, ignore_errors=True)
+
+
+def _kill_children_under(base: Path) -> None:
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if str(base) in cmdline and int(entry.name) != os.getpid():
+            with contextlib.suppress(OSError):
+                os.kill(int(entry.name), signal.SIGKILL)
 
 
 def _ok(url: str, headers: dict[str, str] | None = None) -> bool:
