@@ -241,7 +241,7 @@ class LightningNodeHandle:
         )
         wait_for(
             lambda: self.rpc_path.exists() or self.proc is None or self.proc.poll() is not None,
-            20,
+            60,  # a loaded CI machine takes long to import the stand-in
             "lightning-rpc socket",
         )
         if self.proc.poll() is not None:
@@ -251,7 +251,7 @@ class LightningNodeHandle:
         try:
             wait_for(
                 lambda: self._control_up() or self.proc is None or self.proc.poll() is not None,
-                20,
+                60,
                 "control API",
             )
         except TimeoutError:
