@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 
-from scnode_lab import demo, image, mirror
+from scnode_lab import demo, forward, image, mirror
 from scnode_lab.lab import DEFAULT_NAME, DEFAULT_SUBNET, Lab, lab_spec, running_labs
 from scnode_lab.process import LabError
 from scnode_lab.settings import LabPaths
@@ -86,12 +86,16 @@ def _dispatch(args: argparse.Namespace, paths: LabPaths) -> int:
     if args.command == "up":
         spec = lab_spec(args.name, args.subnet, args.hosts)
         lab = Lab(args.name, paths)
-        lab.up(spec, timeout=args.timeout)
+        state = lab.up(spec, timeout=args.timeout)
+        if lab.name == DEFAULT_NAME:
+            hosts = {h.name: h.ip for h in state.spec.hosts}
+            print(forward.ensure(lab.name, lab.state_dir, hosts), file=sys.stderr)
         print(lab.inventory_path)
         return 0
     if args.command == "down":
         labs = running_labs(paths) if args.all else [Lab(args.name, paths)]
         for lab in labs:
+            forward.stop(lab.state_dir)
             if not lab.down():
                 print(f"scnode-lab: lab {lab.name} is not up", file=sys.stderr)
         return 0
@@ -134,6 +138,7 @@ def _status(paths: LabPaths, name: str | None, *, as_json: bool) -> int:
             healthy = False
             continue
         hosts = lab.status()
+        forwarding = forward.running(lab.state_dir)
         healthy = healthy and all(h.running and h.ssh for h in hosts)
         report.append(
             {
@@ -142,6 +147,8 @@ def _status(paths: LabPaths, name: str | None, *, as_json: bool) -> int:
                 "subnet": str(state.spec.subnet),
                 "inventory": str(lab.inventory_path),
                 "mirror": (mirror.info(lab.state_dir) or {}).get("url"),
+                "forwards": forward.describe(lab.state_dir) if forwarding else "",
+                "sign_in": forward.demo_logins(lab) if forwarding else [],
                 "hosts": [asdict(h) for h in hosts],
             }
         )
@@ -175,3 +182,12 @@ def _print_lab(lab: dict[str, object]) -> None:
     print(f"  log in: python -m scnode_lab ssh --name {lab['name']} <host>")
     if lab.get("mirror"):
         print(f"  release mirror (SIMULATION archives): {lab['mirror']} inside the lab")
+    if lab.get("forwards"):
+        print("  on this machine (the dashboard's certificate is self-signed):")
+        for line in str(lab["forwards"]).splitlines():
+            print(f"    {line}")
+    sign_in = lab.get("sign_in")
+    if isinstance(sign_in, list) and sign_in:
+        print("  demo members sign in with BTCofAZ (SIMULATION) as:")
+        for login in sign_in:
+            print(f"    {login['login']} / {login['password']}")
