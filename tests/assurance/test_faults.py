@@ -1,0 +1,150 @@
+"""Fault injection (issue 13 item 4), bounded for CI: the exchange with its chain APIs and the
+simnet chain stand-ins as real processes on loopback (tests/assurance/loadgen.py) under a small
+mixed load of orders, cancels, deposits and withdrawals, while the test really SIGKILLs the
+exchange, a chain API and a chain stand-in at random moments and starts them again as systemd
+would (Restart=always). After each: requests succeed again, deposits paid while something was
+down are credited exactly once, every withdrawal is paid at most once (exactly once when the
+exchange says it was sent), the ledger audit is clean. A stalling chain stand-in (simnet's
+``stall`` control) slows sends without a second payment."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.assurance.loadgen import RPC_TIMEOUT, World, start_chain_api, start_exchange
+
+MEMBERS = 6
+WORKERS = 3
+# the processes start slowly on the shared 2-core machine (20-45 s per restart at load ~16)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+
+
+@pytest.fixture(scope="module")
+def world() -> Iterator[World]:
+    root = Path(tempfile.mkdtemp(prefix="scnode-faults-"))
+    w = World(root, MEMBERS)
+    try:
+        w.start()
+        w.fund_everyone()
+        yield w
+    finally:
+        w.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _assert_clean(world: World) -> None:
+    world.wait_settled(timeout=60)
+    audit = world.audit()
+    print(audit)
+    assert audit["deposits_checked"] >= 2 * MEMBERS
+    assert {k: v for k, v in audit.items() if not k.endswith("_checked") and v} == {}, audit
+    assert world.stats.audits > 0 and world.stats.audit_problems == []
+
+
+def _answers_again(world: World) -> None:
+    """Every member can read balances and place (and cancel) an order: the system is back."""
+    for member in range(MEMBERS):
+        with world.client(member) as client:
+            assert client.get("/api/balances").status_code == 200
+            body = {"market": "AZC/SATS", "side": "buy", "type": "limit", "price": 10,
+                    "quantity": 1, "time_in_force": "gtc"}  # fmt: skip
+            placed = client.post("/api/orders", json=body)
+            assert placed.status_code == 201, placed.text
+            gone = client.delete(f"/api/orders/{placed.json()['id']}")
+            assert gone.status_code == 200, gone.text
+
+
+def test_kill9_exchange_under_load(world: World) -> None:
+    _kill9_under_load(world, ["exchange", "exchange"])
+
+
+def _kill9_under_load(world: World, faults: list[str]) -> None:
+    seed = random.randrange(1 << 30)
+    print(f"seed {seed}")  # reproduce the moments with this seed
+    rng = random.Random(seed)
+    done: list[tuple[str, float]] = []
+    btc = world.chains["bitcoin"]
+
+    def inject(stop: threading.Event) -> None:
+        for fault in faults:
+            if stop.wait(rng.uniform(2.0, 6.0)):
+                return
+            began = time.monotonic()
+            if fault == "exchange":
+                proc = world.exchange.proc
+                assert proc is not None
+                proc.send_signal(signal.SIGKILL)
+                assert proc.wait(10) == -signal.SIGKILL
+                start_exchange(world.exchange)
+            elif fault == "chain_api":
+                assert btc.api is not None and btc.api.proc is not None
+                btc.api.proc.send_signal(signal.SIGKILL)
+                btc.api.proc.wait(10)
+                time.sleep(rng.uniform(0.5, 3.0))  # deposits and withdrawals pile up meanwhile
+                start_chain_api(btc.api)
+            else:
+                assert btc.node.proc is not None
+                btc.node.proc.send_signal(signal.SIGKILL)
+                btc.node.proc.wait(10)
+                btc.node.start()
+            done.append((fault, time.monotonic() - began))
+        stop.wait(5.0)  # load after the last fault
+        stop.set()
+
+    wall = world.run_load(240, WORKERS, audit_every=3.0, block_every=1.0, seed=seed, during=inject)
+    print(f"faults {done} in {wall:.1f}s; {world.figures(wall)}")
+    assert [f for f, _ in done] == faults
+    assert world.exchange.proc is not None and world.exchange.proc.poll() is None
+    # the kills did happen under load: requests went unanswered while the exchange was down
+    assert sum(world.stats.unavailable.values()) > 0 or any(
+        t > 1.0 for f, t in done if f == "exchange"
+    )
+    _answers_again(world)
+    _assert_clean(world)
+    # withdrawals went through both before and after the faults (the worker resumed by itself)
+    assert world.stats.statuses["withdraw"][201] > 0
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="finding (double payment, 1 of 2 runs): when the chain API's sendtoaddress times "
+    "out, the retry with the same key finds nothing in the wallet yet and sends again; the "
+    "stalled call then completes too (scnode_chain_api/service.py send/_find_sent). Not strict: "
+    "it only shows when the timeout fires before the stalled call runs",
+)
+def test_stalling_stand_in_pays_once(world: World) -> None:
+    """The Bitcoin stand-in stalls ``sendtoaddress`` for three times the chain API's RPC
+    timeout (then carries it out, as a busy bitcoind does): the withdrawal is accepted, and in
+    the end it is paid exactly once, the audit clean."""
+    btc = world.chains["bitcoin"]
+    btc.node.stall(seconds=RPC_TIMEOUT * 3, method="sendtoaddress")
+    with world.client(0) as client:
+        body = {"chain": "bitcoin", "address": world.outside["bitcoin"][0],
+                "amount": 5_000, "idempotency_key": "stall-0"}  # fmt: skip
+        reply = client.post("/v1/withdrawals", json=body)
+        assert reply.status_code == 201, reply.text
+        wid = reply.json()["id"]
+        time.sleep(RPC_TIMEOUT * 4)  # the stalled send has gone through by now
+        world.wait_settled(timeout=60)
+        assert client.get(f"/v1/withdrawals/{wid}").json()["state"] == "confirmed"
+    _assert_clean(world)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="finding (3 of 3 runs): after the Bitcoin chain API is SIGKILLed under load and "
+    "started again, Bitcoin deposits paid around/after the restart are never credited (5 and 9 "
+    "deposits left uncredited after 60 s of blocks); the ledger stays balanced, nothing is paid "
+    "twice - the exchange's deposit watcher does not catch up by itself",
+)
+def test_kill9_chain_api_under_load_deposits_still_credited(world: World) -> None:
+    _kill9_under_load(world, ["chain_api"])
