@@ -28,7 +28,12 @@ from playwright.sync_api import expect, sync_playwright
 from scnode_lab import forward
 from scnode_lab.pytest_plugin import ConvergedLab
 
-pytestmark = pytest.mark.testhosts
+# The first test of the session pays the shared converge (converged_lab).
+pytestmark = [
+    pytest.mark.testhosts,
+    pytest.mark.xdist_group("default-lab"),
+    pytest.mark.timeout(2700),
+]
 
 DASHBOARD = "https://127.0.0.1:8443"
 PROVIDER = "http://127.0.0.1:8480"
