@@ -280,10 +280,20 @@ class ChainService:
                     409, f"this send already failed: {record.error} (use a new key to retry)"
                 )
             if record is not None:  # pending: an earlier attempt's outcome is unknown
+                # An attempt that timed out (or whose API process died) may still be running
+                # in the daemon, and would pay after our wallet search: ask the daemon first,
+                # search second, and never send again while a send is in flight there.
+                in_flight = await self._sends_in_flight()
                 txid = await self._find_sent(idempotency_key)
                 if txid is not None:
                     self.store.finish_send(idempotency_key, txid=txid)
                     return SendResult(txid, idempotency_key, replayed=True)
+                if in_flight:
+                    raise RequestRefusedError(
+                        503,
+                        "an earlier attempt of this send may still be running in the node: "
+                        "not sent again; retry later",
+                    )
             else:
                 self.store.begin_send(idempotency_key, request_hash)
             return await self._send_now(idempotency_key, request)
@@ -310,6 +320,13 @@ class ChainService:
         self.store.finish_send(key, txid=txid)
         return SendResult(txid, key, replayed=False)
 
+    async def _sends_in_flight(self) -> bool:
+        """Whether the daemon is executing a send right now (getrpcinfo's active_commands)."""
+        info = await self.rpc.call("getrpcinfo")
+        return any(
+            command.get("method") in _SEND_METHODS for command in info.get("active_commands", [])
+        )
+
     async def _find_sent(self, key: str) -> str | None:
         comment = f"{_COMMENT_PREFIX}{key}"
         skip = 0
@@ -328,6 +345,9 @@ class ChainService:
             txid = await self._find_sent(record.idempotency_key)
             if txid is not None:
                 self.store.finish_send(record.idempotency_key, txid=txid)
+
+
+_SEND_METHODS = frozenset({"sendtoaddress", "sendmany", "send", "sendall"})
 
 
 def _send_refusal(exc: ChainRpcError) -> tuple[int | None, str]:

@@ -1317,6 +1317,18 @@ def getzmqnotifications(ctx: Ctx) -> list[dict[str, Any]]:
     return [{"type": f"pub{t}", "address": a, "hwm": h} for t, a, h in ctx.node.zmq_endpoints]
 
 
+@rpc("getrpcinfo", [], "Returns details of the RPC server.", "control")
+def getrpcinfo(ctx: Ctx) -> dict[str, Any]:
+    now = time.monotonic()
+    return {
+        "active_commands": [
+            {"method": method, "duration": int((now - started) * 1_000_000)}
+            for method, started in ctx.node.active_rpc.values()
+        ],
+        "logpath": str(ctx.node.netdir / "debug.log"),
+    }
+
+
 @rpc("uptime", [], "Returns the total uptime of the server.", "control")
 def uptime(ctx: Ctx) -> int:
     return int(time.time() - ctx.node.started)

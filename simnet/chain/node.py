@@ -143,6 +143,8 @@ class Node:
         self.control_port = int(sim.get("control-port") or self.rpc_port + 1000)
         self.control_bind = sim.get("control-bind") or "127.0.0.1"
         self.control = ControlState()
+        # calls being executed (stalled ones included): getrpcinfo's active_commands, as Core
+        self.active_rpc: dict[int, tuple[str, float]] = {}
         if sim.get("block-interval"):
             self.control.block_interval = float(sim["block-interval"])
         self.fallback_fee_sat_vb = FALLBACK_FEE_SAT_VB
@@ -595,21 +597,26 @@ class Node:
             return reply_error(
                 int(fault.get("code", -1)), str(fault.get("message", "simulated failure"))
             )
-        stall = self._take(self.control.stall, method_name)
-        if stall is not None:
-            await asyncio.sleep(float(stall.get("seconds", 5)))
-        method = METHODS.get(method_name)
-        if method is None or (method.category == "wallet" and self.wallet_disabled):
-            return reply_error(RPC_METHOD_NOT_FOUND, "Method not found")
+        token = object()
+        self.active_rpc[id(token)] = (method_name, time.monotonic())
         try:
-            args = bind_params(method, req.get("params"), self)
-            result = method.fn(Ctx(self, wallet_name), *args)
-        except RPCError as err:
-            self.save_if_dirty()
-            return reply_error(err.code, err.message)
-        except Exception as exc:  # a bug must still answer like bitcoind, and be logged
-            self.log(f"simnet: internal error in {method_name}: {exc!r}")
-            return reply_error(-1, f"simnet internal error: {exc}")
+            stall = self._take(self.control.stall, method_name)
+            if stall is not None:
+                await asyncio.sleep(float(stall.get("seconds", 5)))
+            method = METHODS.get(method_name)
+            if method is None or (method.category == "wallet" and self.wallet_disabled):
+                return reply_error(RPC_METHOD_NOT_FOUND, "Method not found")
+            try:
+                args = bind_params(method, req.get("params"), self)
+                result = method.fn(Ctx(self, wallet_name), *args)
+            except RPCError as err:
+                self.save_if_dirty()
+                return reply_error(err.code, err.message)
+            except Exception as exc:  # a bug must still answer like bitcoind, and be logged
+                self.log(f"simnet: internal error in {method_name}: {exc!r}")
+                return reply_error(-1, f"simnet internal error: {exc}")
+        finally:
+            del self.active_rpc[id(token)]
         self.save_if_dirty()
         if v2:
             if "id" not in req:

@@ -98,3 +98,39 @@ def test_cached_balance_moves_at_once_with_blocks_and_our_sends(
         after_send["trusted_sats"] + after_send["untrusted_pending_sats"]
         < (after_block["trusted_sats"])
     )
+
+
+def test_a_retry_while_the_first_send_still_runs_in_the_node_is_not_sent_again(
+    funded_node: ChainNode, start_chain_api: Callable[..., ChainApi]
+) -> None:
+    """The API died while the daemon was still inside sendtoaddress (stalled): a retry then
+    finds nothing in the wallet yet. It must answer "retry later" instead of sending again,
+    and once the first call has paid, the retry gets that one payment (the double payment the
+    assurance fault test found under a stalling daemon)."""
+    api = start_chain_api(funded_node)
+    target = funded_node.rpc("getnewaddress", wallet="wallet")
+    body = {"address": target, "amount_sats": 70_000, "idempotency_key": "withdrawal-stall-1"}
+    funded_node.stall(seconds=6, method="sendtoaddress")
+    with api.client("send") as client, pytest.raises(httpx.HTTPError):
+        client.post("/v1/send", json=body, timeout=0.5)
+    api.kill9()
+    api.start()
+    with api.client("send") as client:
+        early = client.post("/v1/send", json=body)
+        assert early.status_code == 503, early.text
+        assert "still be running" in early.json()["detail"]
+        deadline = time.monotonic() + 30
+        while True:
+            retry = client.post("/v1/send", json=body)
+            if retry.status_code != 503 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert retry.status_code == 200, retry.text
+        assert retry.json()["replayed"] is True
+    sends = [
+        t
+        for t in funded_node.rpc("listtransactions", "*", 100, wallet="wallet")
+        if t["category"] == "send" and t.get("comment") == "scnode-send:withdrawal-stall-1"
+    ]
+    assert len({t["txid"] for t in sends}) == 1
+    assert {t["txid"] for t in sends} == {retry.json()["txid"]}
