@@ -65,9 +65,10 @@ setup: deps venv collection-link
 
 # ---------------------------------------------------------------- the lab (main job)
 .PHONY: lab
-lab: setup  ## build the test hosts, converge site.yml on them, print what is up
+lab: setup  ## build the test hosts, converge site.yml on them, seed the demo, print what is up
 	$(PY) -m scnode_lab up
 	$(BIN)/ansible-playbook playbooks/site.yml
+	$(PY) -m scnode_lab demo
 	$(PY) -m scnode_lab status
 
 .PHONY: lab-down

@@ -318,7 +318,7 @@ class Demo:
     def ensure_payout(self, timeout: float = 300) -> dict[str, Any]:
         """One pool payout, split by the exchange (made once per lab)."""
         pool = POOLS[PAYOUT_POOL]
-        known = {p["id"]: p for p in self.payouts(pool.name)}
+        known = {str(p["id"]): p for p in self.payouts(pool.name)}
         if self.facts.payout_id in known:
             return known[self.facts.payout_id]
         ledger = self.lab.state_dir / f"demo-pool-{pool.name}.json"
@@ -342,7 +342,13 @@ class Demo:
         self.facts.payout_block = str(sent[-1]["block"])
 
         def split() -> dict[str, Any] | None:
-            fresh = [p for p in self.payouts(pool.name) if p["id"] not in known]
+            # other coinbases to the node's wallet (e.g. a lab play's funding) split with no
+            # work; the pool's payout is the new one that has the miners' work in its window
+            fresh = [
+                p
+                for p in self.payouts(pool.name)
+                if str(p["id"]) not in known and float(p["total_work"]) > 0
+            ]
             return fresh[0] if fresh else None
 
         payout = wait_for("the exchange's split of the mature pool payout", split, timeout)
