@@ -17,7 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 BASELINE = ROOT / ".secrets.baseline"
-EXCLUDE = r"(^|/)(\.venv|collections|tests/output|\.git|node_modules|build|dist|.*\.egg-info)/"
+EXCLUDE = r"(^|/)(\.venv|collections|tests/output|\.git|node_modules|build|dist|.*\.egg-info)/|^\.secrets\.baseline$"
 
 
 def known(baseline: dict[str, object]) -> set[tuple[str, str]]:

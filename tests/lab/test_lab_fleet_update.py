@@ -39,6 +39,9 @@ from scnode_lab.pytest_plugin import LabHandle, missing_requirements
 pytestmark = [
     pytest.mark.testhosts,
     pytest.mark.slow,
+    # three hosts pip-installing two app releases each: ~10 min on an idle machine, 31 min at
+    # load 20 — outside CI's budget; `make test-long` runs it
+    pytest.mark.long_lab,
     pytest.mark.timeout(2400),
     pytest.mark.skipif(missing_requirements() is not None, reason=str(missing_requirements())),
 ]
