@@ -41,8 +41,8 @@ def world() -> Iterator[World]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _assert_clean(world: World) -> None:
-    world.wait_settled(timeout=60)
+def _assert_clean(world: World, settle: float = 60) -> None:
+    world.wait_settled(timeout=settle)
     world.check_ledger()  # the ledger audit at the end (the load's auditor ran during it)
     audit = world.audit()
     print(audit)
@@ -110,7 +110,9 @@ def _kill9_under_load(world: World, faults: list[str]) -> None:
         t > 1.0 for f, t in done if f == "exchange"
     )
     _answers_again(world)
-    _assert_clean(world)
+    # after a chain API restart the deposit watcher reconnects with its backoff (up to 30 s)
+    # and catches up from the journal or the wallet: minutes on a loaded machine, not seconds
+    _assert_clean(world, settle=180)
     # withdrawals went through both before and after the faults (the worker resumed by itself)
     assert world.stats.statuses["withdraw"][201] > 0
 
@@ -133,12 +135,5 @@ def test_stalling_stand_in_pays_once(world: World) -> None:
     _assert_clean(world)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding (3 of 3 runs): after the Bitcoin chain API is SIGKILLed under load and "
-    "started again, Bitcoin deposits paid around/after the restart are never credited (5 and 9 "
-    "deposits left uncredited after 60 s of blocks); the ledger stays balanced, nothing is paid "
-    "twice - the exchange's deposit watcher does not catch up by itself",
-)
 def test_kill9_chain_api_under_load_deposits_still_credited(world: World) -> None:
     _kill9_under_load(world, ["chain_api"])

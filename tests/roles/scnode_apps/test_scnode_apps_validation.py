@@ -167,7 +167,7 @@ MORE_CASES: dict[str, tuple[dict[str, Any], list[str] | None]] = {
         {**EXCHANGE, "scnode_apps_exchange_settings": {"chains": "{}"}},
         ["must not set", "CHAINS"],
     ),
-    "unknown_component": ({"scnode_apps_components": ["dashboard"]}, ["scnode_apps_components"]),
+    "unknown_component": ({"scnode_apps_components": ["wallet_ui"]}, ["scnode_apps_components"]),
 }
 
 PLAYBOOK = """
