@@ -33,26 +33,12 @@ from scnode_dashboard.app import MemberDep, MemberPostDep, PageError
 from scnode_dashboard.exchange import ExchangeError
 from scnode_dashboard.pages import tools, unavailable
 from scnode_dashboard.settings import DashboardSettings
+from scnode_stratum.app import worker_state  # upstream's thresholds, one copy
 
 POOLS = {"btc": ("Bitcoin", 3333), "azc": ("AZCoin", 3336)}
 HISTOGRAM_WINDOW, HISTOGRAM_BUCKET = "6h", "15m"
 HISTOGRAM_WORKERS = 20  # workers summed into the histogram (one stats call each)
 STATS_TIMEOUT = 3.0
-
-
-def worker_state(last_share: float | None, now: float) -> str:
-    """Upstream's thresholds: ok ≤ 90 s since the last share, low ≤ 300 s, off ≤ 1800 s, else
-    dis (also when the worker never sent a share)."""
-    if last_share is None:
-        return "dis"
-    age = now - last_share
-    if age <= 90:
-        return "ok"
-    if age <= 300:
-        return "low"
-    if age <= 1800:
-        return "off"
-    return "dis"
 
 
 def hashrate_text(hps: float) -> str:
