@@ -40,6 +40,9 @@ from scnode_lab.ssh import ssh_argv
 
 pytestmark = [
     pytest.mark.testhosts,
+    # a lab of its own, 4-10 min: beyond CI's budget next to the converged node lab;
+    # `make test-long` runs it
+    pytest.mark.long_lab,
     pytest.mark.timeout(900),
     pytest.mark.skipif(missing_requirements() is not None, reason=str(missing_requirements())),
 ]

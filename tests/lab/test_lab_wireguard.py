@@ -27,6 +27,9 @@ from scnode_lab.pytest_plugin import LabHandle, missing_requirements
 
 pytestmark = [
     pytest.mark.testhosts,
+    # a lab of its own, 4-10 min: beyond CI's budget next to the converged node lab;
+    # `make test-long` runs it
+    pytest.mark.long_lab,
     pytest.mark.timeout(600),
     pytest.mark.skipif(missing_requirements() is not None, reason=str(missing_requirements())),
 ]
