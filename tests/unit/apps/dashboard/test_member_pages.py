@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from scnode_dashboard.mining import hashrate_text, histogram_svg, worker_state
+from scnode_dashboard.mining import hashrate_text, histogram_svg
 from scnode_dashboard.trading import lot_text, parse_count
+from scnode_stratum.app import worker_state
 
 DASHBOARD = Path(__file__).resolve().parents[4] / "apps" / "scnode_dashboard"
 
