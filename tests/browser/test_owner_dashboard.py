@@ -7,7 +7,6 @@ page. Every owner page is screenshotted (tests/output/browser/owner-*.png) and a
 
 from __future__ import annotations
 
-import importlib.resources
 import shutil
 import sqlite3
 import tempfile
@@ -21,9 +20,9 @@ import pytest
 from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 
 from tests.browser.stack import APPROVAL_ABOVE, Stack, wait_until
+from tests.browser.test_member_dashboard import shot  # screenshot + axe-core check
 
 CHROMIUM = Path("/usr/bin/chromium")
-AXE = Path(str(importlib.resources.files("axe_playwright_python") / "axe.min.js"))
 MEMBERS = ["mia", "noah"]
 OWNER = "olivia"
 OWNER_PAGES = ["/owner/members", "/owner/funds", "/owner/components", "/owner/audit"]
@@ -80,20 +79,6 @@ def owner(browser: Browser, stack: Stack, shots: Path) -> Iterator[tuple[Page, s
         yield page, secret
     finally:
         page.context.close()
-
-
-def shot(page: Page, shots: Path, name: str) -> None:
-    """A screenshot and an axe-core check: no serious or critical violation."""
-    page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
-    if not page.evaluate("typeof axe !== 'undefined'"):
-        page.evaluate(AXE.read_text())
-    found = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
-    serious = [
-        f"{v['id']} ({v['impact']}): {[n['target'] for n in v['nodes']][:3]}"
-        for v in found["violations"]
-        if v["impact"] in ("serious", "critical")
-    ]
-    assert not serious, f"{name}: {serious}"
 
 
 def code(stack: Stack, username: str, secret: str, enrol: bool = False) -> str:
