@@ -92,6 +92,7 @@ class World:
     outside: dict[str, list[str]] = field(default_factory=dict)
     payments: list[tuple[str, str, int]] = field(default_factory=list)  # chain, txid, amount
     stats: Stats = field(default_factory=Stats)
+    db_dir: Path | None = None  # the exchange database's directory (default: its workdir)
 
     # ------------------------------------------------------------------ start / stop
     def start(self) -> World:
@@ -100,13 +101,14 @@ class World:
             for started in [pool.submit(start_chain, c) for c in self.chains.values()]:
                 started.result()
         (self.root / "exchange").mkdir()
+        db_dir = self.db_dir or self.root / "exchange"
         chains = {
             coin: {"asset": asset, "confirmations": N, **self.chains[coin].settings}
             for coin, asset in COINS.items()
         }
         self.exchange = ExchangeProcess(
             self.root / "exchange",
-            f"sqlite:///{self.root / 'exchange' / 'exchange.sqlite3'}",
+            f"sqlite:///{db_dir / 'exchange.sqlite3'}",
             {
                 "MARKETS": [
                     {"symbol": "AZC/SATS", "base": "AZC", "quote": "SATS", "lot_size": LOT,

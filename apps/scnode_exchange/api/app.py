@@ -59,6 +59,8 @@ from scnode_exchange.ledger import (
 )
 from scnode_exchange.lightning import start_lightning
 from scnode_exchange.lightning.api import build_router as lightning_router
+from scnode_exchange.lightning.payments_api import build_router as lightning_payments_router
+from scnode_exchange.lightning.payworker import start_lightning_payments
 from scnode_exchange.owner import OwnerOperations
 from scnode_exchange.settings import ExchangeSettings
 from scnode_exchange.solvency import start_solvency
@@ -100,6 +102,7 @@ def create_app(
             start_mining(app, settings, rt),
             start_solvency(app, settings, rt),
             start_lightning(app, settings, rt),
+            start_lightning_payments(app, settings, rt),
         ]
         for worker in workers:
             if worker is not None:
@@ -127,6 +130,7 @@ def create_app(
     app.state.session_tokens = tokens
     app.state.owner_keys = keys
     app.state.lightning = None
+    app.state.lightning_payments = None
 
     app.add_middleware(LatencyMiddleware, histogram=metrics.latency)
     _error_handlers(app)
@@ -168,6 +172,15 @@ def create_app(
     money = Depends(_money_limit(settings))
     app.include_router(
         lightning_router(current_member, lambda: app.state.lightning), dependencies=[money]
+    )
+    # Lightning payments: new ones need settings.lightning; reads come from the database
+    app.include_router(
+        lightning_payments_router(
+            current_member,
+            lambda: app.state.lightning_payments,
+            lambda request: request.app.state.sessions,
+        ),
+        dependencies=[money],
     )
     for package in (
         "scnode_exchange.deposits.api",
@@ -297,6 +310,13 @@ def _error_handlers(app: FastAPI) -> None:
         )
 
     async def busy(_: Request, exc: Exception) -> JSONResponse:
+        if "disk is full" in str(exc) or "No space left" in str(exc):
+            log.error("database storage full: %s", exc)
+            return JSONResponse(
+                {"detail": "the exchange's storage is full: nothing was written, retry later"},
+                status_code=507,
+                headers={"Retry-After": "30"},
+            )
         log.warning("database busy: %s", exc)
         return JSONResponse(
             {"detail": "database busy, retry"}, status_code=503, headers={"Retry-After": "1"}
