@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import Depends, FastAPI, Form, Request
+from fastapi import Depends, FastAPI, Form, Query, Request
 from fastapi.responses import (
     HTMLResponse,
     JSONResponse,
@@ -261,6 +261,28 @@ async def member_post(ctx: CsrfDep) -> Ctx:
 
 MemberDep = Annotated[Ctx, Depends(member_page)]
 MemberPostDep = Annotated[Ctx, Depends(member_post)]
+
+
+def signed_in_user(ctx: Ctx) -> tuple[Ctx, User]:
+    """Any fully signed-in user, member or owner (their own account page and re-auth)."""
+    if ctx.session.stage != FULL or ctx.user is None:
+        raise RedirectError("/login")
+    return ctx, ctx.user
+
+
+async def user_page(ctx: CtxDep) -> Ctx:
+    signed_in_user(ctx)
+    return ctx
+
+
+async def user_post(ctx: CsrfDep) -> Ctx:
+    signed_in_user(ctx)
+    return ctx
+
+
+UserDep = Annotated[Ctx, Depends(user_page)]
+UserPostDep = Annotated[Ctx, Depends(user_post)]
+MIN_PASSWORD = 12  # characters of a local account's password (as add-local-user)
 
 
 def parse_amount(text: str, decimals: int) -> int:
@@ -671,7 +693,13 @@ def create_app(
         return render(ctx, "recovery_codes.html", codes=codes)
 
     @app.get("/wallet")
-    async def wallet(ctx: MemberDep) -> Response:
+    async def wallet(
+        ctx: MemberDep,
+        invoice: Annotated[str, Query(max_length=64)] = "",
+        ln_error: Annotated[str, Query(max_length=300)] = "",
+    ) -> Response:
+        from scnode_dashboard import lightning
+
         token = await exchange_token(ctx)
         assert exchange is not None
         try:
@@ -692,9 +720,10 @@ def create_app(
                 continue
             uri = f"bitcoin:{got['address']}" if chain == "bitcoin" else got["address"]
             deposits.append({**got, "qr": security.qr_svg(uri)})
+        ln = await lightning.section(exchange, token, invoice, ln_error)
         return render(
             ctx, "wallet.html", balances=balances, history=history["items"],
-            pending=pending, deposits=deposits, frozen=bool(me.get("frozen")),
+            pending=pending, deposits=deposits, frozen=bool(me.get("frozen")), ln=ln,
         )  # fmt: skip
 
     @app.get("/wallet/history.csv")
@@ -725,15 +754,20 @@ def create_app(
             ) from exc
         return render(ctx, "order.html", order=order)
 
-    @app.get("/account")
-    async def account(ctx: MemberDep) -> Response:
+    def account_page(ctx: Ctx, status: int = 200, notice: str = "", pw_error: str = "") -> Response:
         assert ctx.user is not None
         sessions = store.user_sessions(ctx.user.id)
         return render(
-            ctx, "account.html", sessions=sessions, current=ctx.session.id_hash,
+            ctx, "account.html", status, sessions=sessions, current=ctx.session.id_hash,
             codes_left=len(store.unused_recovery_codes(ctx.user.id)),
             events=store.audit_events(ctx.user.id, 20), reauth_ok=recent_reauth(ctx),
+            notice=notice, pw_error=pw_error, min_password=MIN_PASSWORD,
         )  # fmt: skip
+
+    # the signed-in user's own account: a member's and the owner's (same page, same routes)
+    @app.get("/account")
+    async def account(ctx: UserDep, notice: Annotated[str, Query(max_length=100)] = "") -> Response:
+        return account_page(ctx, notice=notice)
 
     def recent_reauth(ctx: Ctx) -> bool:
         return time.time() - ctx.session.reauth_at <= settings.reauth_seconds
@@ -743,7 +777,7 @@ def create_app(
             raise RedirectError(f"/reauth?next={quote(next_path)}")
 
     @app.post("/account/sessions/revoke")
-    async def revoke(ctx: MemberPostDep, session: Annotated[str, Form(max_length=64)]) -> Response:
+    async def revoke(ctx: UserPostDep, session: Annotated[str, Form(max_length=64)]) -> Response:
         assert ctx.user is not None
         for row in store.user_sessions(ctx.user.id):
             if row.id_hash[:16] == session and store.delete_user_session(ctx.user.id, row.id_hash):
@@ -752,7 +786,7 @@ def create_app(
         return redirect(ctx, "/account")
 
     @app.post("/account/recovery-codes")
-    async def new_codes(ctx: MemberPostDep) -> Response:
+    async def new_codes(ctx: UserPostDep) -> Response:
         assert ctx.user is not None
         require_reauth(ctx, "/account")
         codes = security.new_recovery_codes()
@@ -761,15 +795,49 @@ def create_app(
         return render(ctx, "recovery_codes.html", codes=codes)
 
     @app.post("/account/totp/reset")
-    async def totp_reset(ctx: MemberPostDep) -> Response:
+    async def totp_reset(ctx: UserPostDep) -> Response:
         assert ctx.user is not None
         require_reauth(ctx, "/account")
         store.set_totp_pending(ctx.user.id, security.new_totp_secret())
         store.audit("totp_reset_started", ctx.user.id, ctx.ip)
         return redirect(ctx, "/2fa/enrol")
 
+    @app.post("/account/password")
+    async def change_password(
+        ctx: UserPostDep,
+        current: Annotated[str, Form(max_length=1024)],
+        new: Annotated[str, Form(max_length=1024)],
+        repeat: Annotated[str, Form(max_length=1024)],
+    ) -> Response:
+        """A local account's new password: the current one and a recent TOTP re-auth; every
+        other session of the account ends."""
+        user = ctx.user
+        assert user is not None
+        if user.password_hash is None:
+            raise PageError(404, "This account signs in with the shared login: no password here.")
+        require_reauth(ctx, "/account")
+        rate_limited(ctx, "password_change")
+        refuse_locked(ctx, user)
+        if not security.verify_secret(user.password_hash, current):
+            if failed(ctx, user, "password_change_failed"):
+                raise PageError(
+                    423, "Too many wrong passwords: the account is locked.", "Account locked"
+                )
+            return account_page(ctx, 401, pw_error="The current password is wrong.")
+        if len(new) < MIN_PASSWORD:
+            return account_page(
+                ctx, 422, pw_error=f"The new password needs {MIN_PASSWORD} characters."
+            )
+        if new != repeat:
+            return account_page(ctx, 422, pw_error="The two new passwords differ.")
+        store.set_password(user.id, security.hash_password(new))
+        store.clear_failures(user.id)
+        ended = store.end_other_sessions(user.id, ctx.session.id_hash)
+        store.audit("password_changed", user.id, ctx.ip, f"{ended} other sessions ended")
+        return redirect(ctx, "/account?notice=Password+changed.")
+
     @app.get("/reauth")
-    async def reauth_page(ctx: MemberDep, next: str = "/account") -> Response:
+    async def reauth_page(ctx: UserDep, next: str = "/account") -> Response:
         return render(
             ctx, "totp.html", action="/reauth", heading="Confirm it is you",
             next=safe_next(next),
@@ -777,7 +845,7 @@ def create_app(
 
     @app.post("/reauth")
     async def reauth_submit(
-        ctx: MemberPostDep,
+        ctx: UserPostDep,
         code: Annotated[str, Form(max_length=32)],
         next: Annotated[str, Form(max_length=300)] = "/account",
     ) -> Response:
@@ -886,10 +954,10 @@ def create_app(
         owner.build_router(owner.Tools(render, redirect, fresh_code, settings, store))
     )
     # the exchange, mining and API-token pages (routers in their own modules)
-    from scnode_dashboard import mining, tokens, trading
+    from scnode_dashboard import lightning, mining, tokens, trading
 
     app.state.pages = PageTools(render, redirect, exchange_token, fresh_code, exchange)
-    for module in (trading, mining, tokens):
+    for module in (trading, mining, tokens, lightning):
         app.include_router(module.build_router())
     return app
 

@@ -221,6 +221,14 @@ class Store:
         assert found is not None
         return found
 
+    def set_password(self, user_id: int, password_hash: str) -> None:
+        """A local account's new password hash."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE users SET password_hash = ? WHERE id = ? AND kind = 'local'",
+                (password_hash, user_id),
+            )
+
     def set_totp_pending(self, user_id: int, secret: str | None) -> None:
         with self._tx() as db:
             db.execute("UPDATE users SET totp_pending = ? WHERE id = ?", (secret, user_id))
@@ -385,6 +393,13 @@ class Store:
                 "INSERT INTO audit (ts, user_id, event, ip, detail) VALUES (?, ?, ?, ?, ?)",
                 (time.time(), user_id, event, ip, detail[:500]),
             )
+
+    def end_other_sessions(self, user_id: int, keep: str) -> int:
+        """End every session of the user (also unfinished sign-ins) but ``keep`` (an id hash)."""
+        with self._tx() as db:
+            return db.execute(
+                "DELETE FROM sessions WHERE user_id = ? AND id_hash != ?", (user_id, keep)
+            ).rowcount
 
     def end_user_sessions(self, user_id: int) -> int:
         """Sign a user out everywhere (the owner froze their member account)."""

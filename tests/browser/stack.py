@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,12 +21,15 @@ import httpx
 
 from scnode_core.apikeys import ApiKeyStore, NewApiKey, generate
 from simnet.pytest_chain import ChainNode, free_port
+from simnet.pytest_lightning import ChainHandle, LightningNodeHandle, open_channel
 from tests.integration.exchange_e2e.handle import Chain, ExchangeChainApi, ExchangeProcess
+from tests.integration.lightning_api.handle import LightningApi
 
 PROVIDER_HOST = "127.0.0.2"  # another site than the dashboard's 127.0.0.1
 CONFIRMATIONS = 2
 MAX_FAILURES = 3
 APPROVAL_ABOVE = 500_000  # sats: larger withdrawals wait for the owner's approval
+LN_INBOUND_MSAT = 2_000_000_000  # on the hub's side of the node's channel: the outside can pay
 
 
 def wait_until(
@@ -108,6 +111,13 @@ class Stack:
     components_file: Path = field(init=False)  # what the owner's components page asks
     # more SCNODE_DASHBOARD_* settings (e.g. STRATUM_APIS for the mining page)
     dashboard_env: dict[str, str] = field(default_factory=dict)
+    # Lightning too (the exchange's LaaS): a simnet lightningd with a channel to the simulated
+    # SC Cluster hub (on a minichain of their own) and a Lightning API in front of it
+    lightning: bool = False
+    ln_chain: ChainHandle | None = None
+    ln_node: LightningNodeHandle | None = None
+    ln_hub: LightningNodeHandle | None = None
+    ln_api: LightningApi | None = None
 
     def start(self, members: list[str]) -> Stack:
         """Chain → chain API → exchange in one thread, the provider and the dashboard in
@@ -116,9 +126,10 @@ class Stack:
         dashboard_key = generate({"dashboard"}, "dashboard")
         owner_key = generate({"owner"}, "dashboard-owner")
         self.components_file = self.root / "components.json"
-        with ThreadPoolExecutor(2) as pool:
+        with ThreadPoolExecutor(3) as pool:
+            ln = pool.submit(self._start_lightning) if self.lightning else None
             money = pool.submit(
-                self._start_money, members, exchange_port, [dashboard_key, owner_key]
+                self._start_money, members, exchange_port, [dashboard_key, owner_key], ln
             )
             login = pool.submit(
                 self._start_login, members, exchange_port, dash_port, provider_port,
@@ -135,7 +146,32 @@ class Stack:
         ]))  # fmt: skip
         return self
 
-    def _start_money(self, members: list[str], port: int, keys: list[NewApiKey]) -> None:
+    def _start_lightning(self) -> dict[str, str]:
+        """Hub and node (channel node → hub, part of it shifted to the hub's side) and the
+        Lightning API; the exchange's LIGHTNING setting for it."""
+        base = self.root / "ln"  # short: the RPC socket path must fit a unix socket address
+        base.mkdir()
+        chain = self.ln_chain = ChainHandle(base)
+        for alias in ("hub", "node"):
+            (base / alias).mkdir()
+        with ThreadPoolExecutor(2) as pool:
+            hub = pool.submit(LightningNodeHandle, base / "hub", chain, alias="hub", role="hub",
+                              zmq=False)  # fmt: skip
+            node = pool.submit(LightningNodeHandle, base / "node", chain, alias="node")
+            self.ln_hub, self.ln_node = hub.result(), node.result()
+        open_channel(self.ln_node, self.ln_hub)
+        self.ln_node.shift_channel_balance(LN_INBOUND_MSAT)
+        (base / "api").mkdir()
+        self.ln_api = LightningApi(self.ln_node, base / "api", self.ln_hub.node_id).start()
+        return {"api_url": self.ln_api.url, "api_key": self.ln_api.tokens["invoice"]}
+
+    def _start_money(
+        self,
+        members: list[str],
+        port: int,
+        keys: list[NewApiKey],
+        lightning: Future[dict[str, str]] | None = None,
+    ) -> None:
         """What Chain.start() and ExchangeProcess.start() do, with this suite's own (longer)
         start-up waits."""
         chain = self.chain = Chain("bitcoin", self.root / "bitcoin")
@@ -166,7 +202,8 @@ class Stack:
              "WITHDRAWALS": {"bitcoin": {"hrp": "bcrt", "min_amount": 1_000, "flat_fee": 300,
                                          "confirmations": 1,
                                          "approval_threshold": APPROVAL_ABOVE}},
-             "WITHDRAWAL_POLL_SECONDS": "0.2"},
+             "WITHDRAWAL_POLL_SECONDS": "0.2",
+             **({"LIGHTNING": lightning.result()} if lightning is not None else {})},
         )  # fmt: skip
         self.exchange.port, self.exchange.url = port, f"http://127.0.0.1:{port}"
         keys_file = self.exchange.workdir / "owner-keys.json"
@@ -269,3 +306,10 @@ class Stack:
         chain: Chain | None = getattr(self, "chain", None)
         if chain is not None:
             chain.stop()
+        if self.ln_api is not None:
+            self.ln_api.stop()
+        for node in (self.ln_node, self.ln_hub):
+            if node is not None:
+                node.stop()
+        if self.ln_chain is not None:
+            self.ln_chain.stop()
