@@ -24,6 +24,7 @@ from scnode_core.openapi import DB_INT_MAX, document_error_details
 from scnode_core.webapp import LatencyMiddleware
 from scnode_lightning_api import __version__
 from scnode_lightning_api.metrics import LightningMetrics
+from scnode_lightning_api.rebalance import Rebalancer
 from scnode_lightning_api.service import LightningService, RequestRefusedError
 from scnode_lightning_api.settings import LightningApiSettings
 from scnode_lightning_api.store import LightningApiStore
@@ -88,6 +89,7 @@ def create_app(settings: LightningApiSettings) -> FastAPI:
         poll_seconds=settings.poll_seconds,
         event_retention=settings.event_retention,
     )
+    rebalancer = Rebalancer(settings, service, metrics) if settings.rebalance_enabled else None
 
     async def refresh_health_metrics() -> None:
         while True:
@@ -105,9 +107,13 @@ def create_app(settings: LightningApiSettings) -> FastAPI:
         # The watcher's first pass settles payments a crash left pending.
         await watcher.start()
         poller = asyncio.create_task(refresh_health_metrics())
+        if rebalancer is not None:
+            await rebalancer.start()
         try:
             yield
         finally:
+            if rebalancer is not None:
+                await rebalancer.stop()
             poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await poller
@@ -172,6 +178,12 @@ def create_app(settings: LightningApiSettings) -> FastAPI:
         health = await service.health()
         health["watcher_error"] = watcher.last_error
         return health
+
+    @v1.get("/rebalance")
+    async def rebalance(_: Principal = read) -> dict[str, Any]:
+        if rebalancer is None:
+            return {"enabled": False}
+        return rebalancer.status()
 
     @v1.get("/node")
     async def node(_: Principal = read) -> dict[str, Any]:

@@ -39,6 +39,39 @@ class LightningMetrics:
             "scnode_lightning_zmq_messages", "cl-zmq messages received", ["topic"], registry=r
         )
         self.events = Counter("scnode_lightning_events", "events journalled", ["kind"], registry=r)
+        # auto-balancing (rebalance.py)
+        self.rebalance_enabled = Gauge(
+            "scnode_lightning_rebalance_enabled", "1 when auto-balancing runs", registry=r
+        )
+        self.rebalance_alert = Gauge(
+            "scnode_lightning_rebalance_alert",
+            "1 while an auto-balancing alert is active",
+            ["kind"],
+            registry=r,
+        )
+        self.rebalance_alerts = Counter(
+            "scnode_lightning_rebalance_alerts",
+            "auto-balancing alerts raised",
+            ["kind"],
+            registry=r,
+        )
+        self.rebalance_swaps = Counter(
+            "scnode_lightning_rebalance_swaps",
+            "swaps with the SC Cluster finished",
+            ["direction", "outcome"],
+            registry=r,
+        )
+        self.rebalance_budget_used = Gauge(
+            "scnode_lightning_rebalance_budget_used",
+            "today's (UTC) auto-balancing budget used (moved_sat, fees_sat)",
+            ["kind"],
+            registry=r,
+        )
+        self.rebalance_local_fraction = Gauge(
+            "scnode_lightning_rebalance_local_fraction",
+            "main channel's local balance / capacity at the last check",
+            registry=r,
+        )
         self.latency = Histogram(
             "scnode_lightning_api_request_seconds",
             "API request latency",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ZMQ_TOPICS = (
@@ -54,6 +54,55 @@ class LightningApiSettings(BaseSettings):
     sync_tolerance_blocks: int = Field(default=2, ge=0)
     event_retention: int = Field(default=100_000, ge=1000)
     environment: Literal["production", "development", "test"] = "production"
+
+    # -- auto-balancing with the SC Cluster (README "Auto-balancing"); off unless enabled ------
+    rebalance_enabled: bool = False
+    # The cluster's rebalance endpoint, reached over the WireGuard tunnel.
+    rebalance_cluster_url: str | None = None
+    rebalance_cluster_token: SecretStr | None = None
+    # Target band of the local balance, as fractions of the channel's capacity.
+    rebalance_low: float = Field(default=0.3, gt=0, lt=1)
+    rebalance_high: float = Field(default=0.7, gt=0, lt=1)
+    rebalance_interval_seconds: float = Field(default=60.0, gt=0, le=3600)
+    # Pause after a swap finished (or was given up) before the next one may start.
+    rebalance_cooldown_seconds: float = Field(default=900.0, ge=0)
+    rebalance_min_swap_sat: int = Field(default=10_000, gt=0)
+    # One swap is at most this much (one HTLC: below the channel's htlc_maximum_msat); a
+    # larger gap closes over several swaps, one per cool-down.
+    rebalance_max_swap_sat: int = Field(default=500_000, gt=0)
+    # Per UTC day: sats moved (both directions) and fees paid (cluster fee, routing, miner).
+    rebalance_daily_max_sat: int = Field(default=1_000_000, gt=0)
+    rebalance_daily_max_fee_sat: int = Field(default=10_000, ge=0)
+    # ALERT when the balance stays outside the band this long.
+    rebalance_alert_outside_band_seconds: float = Field(default=3600.0, gt=0)
+    # ALERT when a swap has not finished after this long.
+    rebalance_swap_timeout_seconds: float = Field(default=3600.0, gt=0)
+    rebalance_http_timeout_seconds: float = Field(default=30.0, gt=0, le=300)
+
+    @model_validator(mode="after")
+    def _rebalance_consistent(self) -> LightningApiSettings:
+        if not self.rebalance_enabled:
+            return self
+        missing = [
+            f"SCNODE_LIGHTNING_API_{name.upper()}"
+            for name in ("rebalance_cluster_url", "cluster_peer_id")
+            if not getattr(self, name)
+        ]
+        if missing:
+            raise ValueError(f"rebalance_enabled needs {' and '.join(missing)}")
+        url = str(self.rebalance_cluster_url)
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"rebalance_cluster_url {url!r} must start with http:// or https://")
+        if not self.rebalance_low < self.rebalance_high:
+            raise ValueError(
+                f"rebalance_low ({self.rebalance_low}) must be below rebalance_high "
+                f"({self.rebalance_high})"
+            )
+        if self.rebalance_min_swap_sat > self.rebalance_daily_max_sat:
+            raise ValueError("rebalance_min_swap_sat is above rebalance_daily_max_sat")
+        if self.rebalance_min_swap_sat > self.rebalance_max_swap_sat:
+            raise ValueError("rebalance_min_swap_sat is above rebalance_max_swap_sat")
+        return self
 
     @field_validator("zmq_endpoints")
     @classmethod
