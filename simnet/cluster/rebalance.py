@@ -17,6 +17,8 @@ Protocol (the node's side is `apps/scnode_lightning_api/rebalance.py`, documente
 - ``GET /v1/swaps/{id}``: the swap; for ``from_node`` it also sends the on-chain leg once the
   invoice is paid. ``GET /v1/swaps``: all of them.
 - ``POST /v1/control/refuse`` ``{"reason": "..."|null}``: test control, refuse new swaps (403).
+- ``POST /v1/control/hold-onchain`` ``{"hold": true|false}``: test control, answer 503 to
+  ``/v1/swaps/{id}/onchain`` meanwhile (the node's coins went out, the cluster is not there).
 
 Every state change is written to the JSON state file before the money moves ("paying" /
 "sending" first), and a swap found in such a state at start-up is never retried blindly.
@@ -68,6 +70,7 @@ class RebalanceServer:
         self.state_path = state_path
         self.swaps: dict[str, dict[str, Any]] = {}
         self.refuse_reason: str | None = None
+        self.hold_onchain = False
         if state_path.exists():
             self.swaps = json.loads(state_path.read_text())["swaps"]
         self.locks: dict[str, asyncio.Lock] = {}
@@ -266,6 +269,8 @@ class RebalanceServer:
         async def onchain(request: web.Request) -> web.Response:
             if not authorized(request):
                 return web.json_response({"error": "unauthorized"}, status=401)
+            if self.hold_onchain:
+                return web.json_response({"error": "held (simulation control)"}, status=503)
             swap_id = request.match_info["swap_id"]
             data = await body(request)
             async with self.lock(swap_id):
@@ -301,6 +306,10 @@ class RebalanceServer:
             self.refuse_reason = None if reason is None else str(reason)
             return web.json_response({"refuse_reason": self.refuse_reason})
 
+        async def hold_onchain(request: web.Request) -> web.Response:
+            self.hold_onchain = bool((await body(request)).get("hold"))
+            return web.json_response({"hold_onchain": self.hold_onchain})
+
         async def on_startup(_: web.Application) -> None:
             self.http = ClientSession(timeout=ClientTimeout(total=30))
 
@@ -316,4 +325,5 @@ class RebalanceServer:
         app.router.add_get("/v1/swaps/{swap_id}", get)
         app.router.add_post("/v1/swaps/{swap_id}/onchain", onchain)
         app.router.add_post("/v1/control/refuse", refuse)
+        app.router.add_post("/v1/control/hold-onchain", hold_onchain)
         return app

@@ -75,6 +75,9 @@ class ClusterRebalance:
     def refuse(self, reason: str | None) -> None:
         httpx.post(f"{self.url}/v1/control/refuse", json={"reason": reason}, timeout=10)
 
+    def hold_onchain(self, hold: bool) -> None:
+        httpx.post(f"{self.url}/v1/control/hold-onchain", json={"hold": hold}, timeout=10)
+
     def log(self) -> str:
         path = self.workdir / "cluster.log"
         return path.read_text(errors="replace") if path.exists() else ""

@@ -154,7 +154,11 @@ def test_budget_exhausted_no_more_action_and_alert(
     node, _ = pair
     set_local(node, int(0.3 * CAPACITY_MSAT))
     cluster = start_cluster()
-    api = start_api(cluster.url, REBALANCE_DAILY_MAX_SAT="300000")
+    api = start_api(
+        cluster.url,
+        REBALANCE_DAILY_MAX_SAT="300000",
+        REBALANCE_ALERT_OUTSIDE_BAND_SECONDS="2",
+    )
     (swap,) = completed(api)
     assert swap["amount_sat"] == 300_000  # capped by the day's budget
     assert local_msat(node) < LOW  # not enough to reach the band
@@ -165,6 +169,13 @@ def test_budget_exhausted_no_more_action_and_alert(
     )
     assert "ALERT rebalance budget_exhausted" in api.log()
     assert "budget_exhausted" in rebalance(api)["alerts"]
+    # and the balance stays outside the band longer than allowed
+    wait_for(
+        lambda: metric(api, "scnode_lightning_rebalance_alert", kind="outside_band") == 1,
+        15,
+        "outside-band alert",
+    )
+    assert "ALERT rebalance outside_band" in api.log()
     time.sleep(1.5)
     assert len(rebalance(api)["swaps"]) == 1
     assert len(cluster.swaps()) == 1
@@ -227,3 +238,34 @@ def test_cluster_down_alert_retry_after_restart_without_a_second_swap(
         f"scnode-rebalance:{before['swap_id']}"
     ]
     assert metric(api, "scnode_lightning_rebalance_alert", kind="cluster_unreachable") == 0
+
+
+def test_restart_after_the_coins_went_out_finishes_the_same_swap_once(
+    pair: LightningPair, start_cluster: StartCluster, start_api: StartApi
+) -> None:
+    """kill -9 between the on-chain leg and the cluster's payment: the restarted API tells the
+    cluster the same txid; nothing is sent twice, no second swap."""
+    node, _ = pair
+    set_local(node, int(0.38 * CAPACITY_MSAT))
+    cluster = start_cluster()
+    cluster.hold_onchain(True)  # the cluster takes no notice of the node's coins for now
+    api = start_api(cluster.url)
+    sent = wait_for(
+        lambda: [s for s in rebalance(api)["swaps"] if s["state"] == "sent"], 30, "coins sent"
+    )
+    (swap,) = sent
+    api.kill9()
+    cluster.hold_onchain(False)
+    api.start()
+    (done,) = completed(api)
+    assert (done["swap_id"], done["txid"]) == (swap["swap_id"], swap["txid"])
+    assert local_msat(node) == MIDDLE_MSAT
+    (seen,) = cluster.swaps()
+    assert seen["state"] == "complete" and seen["txid"] == swap["txid"]
+    # exactly one transaction of the node's pays the swap address
+    payments = [
+        txid
+        for txid in node.chain.call("getrawmempool")
+        if paid_to(node.chain, txid, seen["address"]) > 0
+    ]
+    assert payments == [swap["txid"]]
