@@ -146,7 +146,7 @@ class Stack:
         ]))  # fmt: skip
         return self
 
-    def _start_lightning(self) -> dict[str, str]:
+    def _start_lightning(self) -> dict[str, Any]:
         """Hub and node (channel node → hub, part of it shifted to the hub's side) and the
         Lightning API; the exchange's LIGHTNING setting for it."""
         base = self.root / "ln"  # short: the RPC socket path must fit a unix socket address
@@ -162,15 +162,33 @@ class Stack:
         open_channel(self.ln_node, self.ln_hub)
         self.ln_node.shift_channel_balance(LN_INBOUND_MSAT)
         (base / "api").mkdir()
-        self.ln_api = LightningApi(self.ln_node, base / "api", self.ln_hub.node_id).start()
-        return {"api_url": self.ln_api.url, "api_key": self.ln_api.tokens["invoice"]}
+        api = LightningApi(self.ln_node, base / "api", self.ln_hub.node_id)
+        api.write_config()
+        # the exchange's key: invoices for deposits, payments for members paying invoices
+        exchange_key = generate({"read", "invoice", "pay"}, "exchange")
+        keys_file = api.workdir / "api-keys.json"
+        ApiKeyStore([*ApiKeyStore.load(keys_file).records, exchange_key.record]).save(keys_file)
+        # started like the other services here (the handle's own start gives up after 30 s,
+        # too short for a Python app's imports on a loaded machine)
+        service = Service(
+            "Lightning API",
+            [sys.executable, "-m", "scnode_lightning_api", "--env-file",
+             str(api.workdir / "lightning-api.env"), "--port", str(api.port),
+             "--log-level", "warning"],
+            api.workdir / "api.log",
+        )  # fmt: skip
+        self.ln_api = api
+        service.start(f"{api.url}/healthz", [self.ln_node.log_path])
+        api.proc = service.proc
+        time.sleep(0.3)  # let the cl-zmq subscriptions join before anything is paid
+        return {"api_url": api.url, "api_key": exchange_key.token, "pay_poll_seconds": 0.2}
 
     def _start_money(
         self,
         members: list[str],
         port: int,
         keys: list[NewApiKey],
-        lightning: Future[dict[str, str]] | None = None,
+        lightning: Future[dict[str, Any]] | None = None,
     ) -> None:
         """What Chain.start() and ExchangeProcess.start() do, with this suite's own (longer)
         start-up waits."""
