@@ -253,6 +253,7 @@ class Rebalancer:
         if reply.status_code >= 400:
             self.alert("cluster_refused", f"{path}: HTTP {reply.status_code} {reply.text}")
             raise ClusterRefusedError(f"HTTP {reply.status_code}: {reply.text}")
+        self.clear("cluster_refused")
         return reply.json()
 
     # -- the pass --------------------------------------------------------------------------
@@ -321,6 +322,7 @@ class Rebalancer:
             (swap_id, day, direction, amount, local, now, now),
         )
         self.charge(day, moved_sat=amount)  # reserved now, released if nothing moves
+        self.clear("budget_exhausted")
         log.info(
             "rebalance %s: %s of %d sat (local %d msat of %d)",
             swap_id,
@@ -373,6 +375,11 @@ class Rebalancer:
             )
             swap = self.update(sid, state="invoiced", bolt11=invoice["bolt11"])
         if swap.state == "invoiced":
+            current = await self.service.invoice_by_label(f"{MEMBER}:{sid}")
+            if current is None or int(current["expires_at"] or 0) < time.time() + 600:
+                # the cluster stayed away too long: start afresh rather than quote a dying invoice
+                self._give_up(swap, "the swap's invoice is (nearly) expired", nothing_moved=True)
+                return
             node_id = (await self.service.node_info())["id"]
             try:
                 quote = await self.cluster(

@@ -72,7 +72,7 @@ class LightningApiSettings(BaseSettings):
     rebalance_max_swap_sat: int = Field(default=500_000, gt=0)
     # Per UTC day: sats moved (both directions) and fees paid (cluster fee, routing, miner).
     rebalance_daily_max_sat: int = Field(default=1_000_000, gt=0)
-    rebalance_daily_max_fee_sat: int = Field(default=10_000, ge=0)
+    rebalance_daily_max_fee_sat: int = Field(default=10_000, gt=0)
     # ALERT when the balance stays outside the band this long.
     rebalance_alert_outside_band_seconds: float = Field(default=3600.0, gt=0)
     # ALERT when a swap has not finished after this long.
