@@ -103,6 +103,20 @@ class LightningSettings(BaseModel):
     api_key_file: Path | None = None
     invoice_expiry_seconds: int = Field(default=3600, ge=60, le=7 * 86400)
     max_invoice_sats: int = Field(default=10_000_000, ge=1, le=2_100_000_000_000_000)
+    # members paying invoices (scnode_exchange.lightning.payments; the key needs `pay` too):
+    # per-payment and rolling 24-hour limits per member (sats, fees not counted), and the
+    # routing fee reserved up front: max(fee_floor_sats, amount x fee_ppm / 10^6), rounded up
+    pay_min_sats: int = Field(default=1, ge=1)
+    pay_max_sats: int = Field(default=1_000_000, ge=1, le=2_100_000_000_000_000)
+    pay_daily_limit_sats: int | None = Field(default=5_000_000, ge=1)
+    pay_fee_floor_sats: int = Field(default=10, ge=0, le=1_000_000)
+    pay_fee_ppm: int = Field(default=5_000, ge=0, le=1_000_000)
+    pay_poll_seconds: float = Field(default=2.0, gt=0, le=600)
+    # Lightning API idempotency keys are <prefix>-<payment id>; change it if the exchange
+    # database is ever rebuilt from scratch, so new ids never meet keys the API remembers
+    pay_key_prefix: str = Field(default="lnpay", pattern=r"^[A-Za-z0-9_.:]{1,40}$")
+    # test-only: the payment worker SIGKILLs itself at this step (fault tests)
+    pay_crash_at: Literal["after_mark_sending", "after_send"] | None = None
 
     @model_validator(mode="before")
     @classmethod

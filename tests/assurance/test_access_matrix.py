@@ -60,12 +60,14 @@ MEMBER = {
     "GET /v1/deposits/pending", "POST /v1/deposits/address", "GET /v1/lightning/invoices",
     "POST /v1/lightning/invoices", "GET /v1/mining/payouts", "GET /v1/mining/workers",
     "POST /v1/mining/workers", "GET /v1/withdrawals", "GET /v1/withdrawals/policy",
-    "POST /v1/withdrawals", "WS /ws/trade",
+    "POST /v1/withdrawals", "WS /ws/trade", "GET /v1/lightning/payments",
+    "GET /v1/lightning/payments/policy", "POST /v1/lightning/payments",
+    "POST /v1/lightning/payments/quote",
 }  # fmt: skip
 MEMBER_OWN = {  # routes naming one of the member's own things
     "GET /api/orders/{order_id:int}", "DELETE /api/orders/{order_id:int}",
     "GET /v1/withdrawals/{withdrawal_id}", "POST /v1/withdrawals/{withdrawal_id}/cancel",
-    "DELETE /v1/mining/workers/{pool}/{name:path}",
+    "DELETE /v1/mining/workers/{pool}/{name:path}", "GET /v1/lightning/payments/{payment_id}",
 }  # fmt: skip
 SESSION_ONLY = {"GET /api/tokens", "POST /api/tokens", "DELETE /api/tokens/{token_id}"}
 OWNER_PREFIXES = ("/api/owner/", "/v1/owner/")
@@ -161,7 +163,22 @@ def callers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callers]:
         assert worker.status_code == 201, worker.text
         c.ids.update({"pool": "btc", "name": "alice.rig1", "member_id": str(c.bob_id)})
         c.ids.update({"alert_id": "1", "token_id": c.ids["token_full"]})
+        # a Lightning payment of alice's (the app has no Lightning API: made on the database)
+        c.ids["payment_id"] = str(_lightning_payment(client, c.alice_id))
         yield c
+
+
+def _lightning_payment(client: TestClient, member_id: int) -> int:
+    from scnode_exchange.lightning.bolt11 import DecodedInvoice
+    from scnode_exchange.lightning.payments import LightningPaymentService
+
+    invoice = DecodedInvoice(
+        bolt11="lnbcrt10u1matrix", currency="bcrt", payment_hash=secrets.token_hex(32),
+        amount_msat=1_000_000, created_at=int(time.time()), expiry=3600, payee="",
+        description="matrix",
+    )  # fmt: skip
+    service = LightningPaymentService(client.app.state.sessions)  # type: ignore[attr-defined]
+    return service.request_payment(member_id, secrets.token_hex(8), invoice, "regtest").id
 
 
 def _route_class(route: str) -> str:
@@ -260,7 +277,8 @@ def test_another_members_things_answer_404_like_missing_ones(callers: Callers) -
         status = _ask(callers, route, "other")
         assert status == 404, (route, status)
     # and the owner of the thing still has it (nothing above changed it)
-    for route in ("GET /api/orders/{order_id:int}", "GET /v1/withdrawals/{withdrawal_id}"):
+    for route in ("GET /api/orders/{order_id:int}", "GET /v1/withdrawals/{withdrawal_id}",
+                  "GET /v1/lightning/payments/{payment_id}"):  # fmt: skip
         assert _ask(callers, route, "session") == 200, route
 
 

@@ -61,3 +61,32 @@ class LightningApiClient(ChainApiClient):
         status = await self.request("GET", "/v1/status")
         channel = status.get("channel") or {}
         return {"trusted_sats": int(channel.get("local_msat", 0)) // 1000}
+
+    async def node(self) -> dict[str, Any]:
+        """lightningd's ``getinfo`` essentials (``network`` among them); ``read`` scope."""
+        result: dict[str, Any] = await self.request("GET", "/v1/node")
+        return result
+
+    async def pay(
+        self, *, member: str, idempotency_key: str, bolt11: str, max_fee_msat: int
+    ) -> dict[str, Any]:
+        """Pay an invoice at most once per key (``pay`` scope): the payment record with
+        ``state`` complete, pending or failed; the same request again answers the same record."""
+        result: dict[str, Any] = await self.request(
+            "POST",
+            "/v1/payments",
+            {
+                "member": member,
+                "idempotency_key": idempotency_key,
+                "bolt11": bolt11,
+                "max_fee_msat": max_fee_msat,
+            },
+        )
+        return result
+
+    async def payment(self, idempotency_key: str) -> dict[str, Any]:
+        """The Lightning API's record of a payment by key (404: it never recorded one)."""
+        result: dict[str, Any] = await self.request(
+            "GET", f"/v1/payments/{_segment(idempotency_key)}"
+        )
+        return result

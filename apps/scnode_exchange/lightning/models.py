@@ -66,3 +66,60 @@ class LightningCursor(Base):
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     cursor: Mapped[int] = mapped_column(default=0)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+# Lightning payments (issue 8 item 3, second half). ``kind`` external: paid through the node's
+# Lightning API; internal: an invoice this exchange made for another member, settled in the
+# ledger alone. States: reserved (hold placed) → sending (Lightning API key fixed, committed
+# before the first call) → complete (settled) | failed (hold released). Internal payments are
+# complete from the start.
+PAYMENT_STATES = ("reserved", "sending", "complete", "failed")
+PAYMENT_KINDS = ("external", "internal")
+
+
+class LightningPayment(Base):
+    """A member's payment of a BOLT11 invoice (amounts in sats, the invoice's own in msat)."""
+
+    __tablename__ = "lightning_payments"
+    __table_args__ = (
+        UniqueConstraint("member_id", "idempotency_key"),
+        UniqueConstraint("send_key"),
+        CheckConstraint(
+            "state IN ('reserved', 'sending', 'complete', 'failed')", name="known_state"
+        ),
+        CheckConstraint("kind IN ('external', 'internal')", name="known_kind"),
+        CheckConstraint(
+            "amount_msat > 0 AND amount_sats > 0 AND max_fee_sats >= 0", name="amounts_positive"
+        ),
+        Index("ix_lightning_payments_state", "state"),
+        Index("ix_lightning_payments_member_id_created_at", "member_id", "created_at"),
+        Index("ix_lightning_payments_payment_hash", "payment_hash"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    idempotency_key: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16))
+    bolt11: Mapped[str] = mapped_column(Text)
+    payment_hash: Mapped[str] = mapped_column(String(64))
+    destination: Mapped[str] = mapped_column(String(66), default="")
+    description: Mapped[str] = mapped_column(Text, default="")
+    amount_msat: Mapped[int] = mapped_column()
+    amount_sats: Mapped[int] = mapped_column()  # amount_msat rounded up: what the member pays
+    max_fee_sats: Mapped[int] = mapped_column()  # reserved on top of the amount
+    fee_sats: Mapped[int | None] = mapped_column(default=None)  # charged (actual fee, rounded up)
+    fee_msat: Mapped[int | None] = mapped_column(default=None)  # what lightningd paid
+    hold_id: Mapped[int | None] = mapped_column(ForeignKey("holds.id"), default=None)
+    send_key: Mapped[str | None] = mapped_column(String(64), default=None)
+    api_state: Mapped[str | None] = mapped_column(String(16), default=None)
+    preimage: Mapped[str | None] = mapped_column(String(64), default=None)
+    payee_member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"), default=None)
+    invoice_id: Mapped[int | None] = mapped_column(
+        ForeignKey("lightning_invoices.id"), default=None
+    )
+    entry_id: Mapped[int | None] = mapped_column(ForeignKey("journal_entries.id"), default=None)
+    failure_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
