@@ -53,6 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--min-swap-sat", type=int, default=10_000)
     r.add_argument("--max-swap-sat", type=int, default=10_000_000)
     r.add_argument("--token-file", type=Path, help="Bearer token the node must send")
+    r.add_argument(
+        "--network",
+        choices=("bitcoin", "testnet", "testnet4", "signet", "regtest"),
+        default="regtest",
+    )
+    r.add_argument("--chain-control", help="chain stand-in control API (else minichain)")
     args = parser.parse_args(argv)
     if args.command == "rebalance":
         return _rebalance(args)
@@ -105,6 +111,8 @@ def _rebalance(args: argparse.Namespace) -> int:
         min_swap_sat=args.min_swap_sat,
         max_swap_sat=args.max_swap_sat,
         token=args.token_file.read_text().strip() if args.token_file else None,
+        network=args.network,
+        chain_control_url=args.chain_control,
     )
     host, _, port = args.listen.rpartition(":")
     server = RebalanceServer(config, args.state)

@@ -42,9 +42,9 @@ from aiohttp import ClientSession, ClientTimeout, web
 from bitcoin.core import CTransaction
 
 from simnet.lightning import bech32, bolt11
+from simnet.lightning.wallet import ADDRESS_HRP
 
 BANNER = "*** SIMULATION: simnet SC Cluster rebalance endpoint (swaps on the simulated chain) ***"
-HRP = "bcrt"
 
 
 class UpstreamError(Exception):
@@ -62,6 +62,10 @@ class RebalanceConfig:
     min_swap_sat: int = 10_000
     max_swap_sat: int = 10_000_000
     token: str | None = None  # Bearer token the node must send (None: none required)
+    network: str = "regtest"  # address prefixes (the lab runs mainnet parameters)
+    # the chain stand-in's control API (its /pay sends the from_node leg); None: minichain's
+    # simnet_pay RPC
+    chain_control_url: str | None = None
 
 
 class RebalanceServer:
@@ -75,6 +79,7 @@ class RebalanceServer:
             self.swaps = json.loads(state_path.read_text())["swaps"]
         self.locks: dict[str, asyncio.Lock] = {}
         self.http: ClientSession | None = None
+        self.hrp = ADDRESS_HRP[config.network]
 
     # -- state -----------------------------------------------------------------------------
     def save(self) -> None:
@@ -164,15 +169,15 @@ class RebalanceServer:
             swap.update(
                 state="awaiting_onchain",
                 bolt11=body["bolt11"],
-                address=bech32.segwit_address(HRP, 0, program),
+                address=bech32.segwit_address(self.hrp, 0, program),
                 onchain_sat=amount + fee,
             )
         else:
             address = str(body.get("address", ""))
             try:
-                bech32.script_for_address(HRP, address)
+                bech32.script_for_address(self.hrp, address)
             except ValueError:
-                return 422, {"error": "address is not a regtest segwit address"}
+                return 422, {"error": f"address is not a {self.config.network} segwit address"}
             swap.update(state="new", address=address, onchain_sat=amount, bolt11=None)
         self.swaps[swap_id] = swap
         self.save()
@@ -202,7 +207,7 @@ class RebalanceServer:
             return
         raw = await self.chain("getrawtransaction", txid)
         tx = CTransaction.deserialize(bytes.fromhex(raw))
-        script = bech32.script_for_address(HRP, swap["address"])
+        script = bech32.script_for_address(self.hrp, swap["address"])
         paid = sum(out.nValue for out in tx.vout if bytes(out.scriptPubKey) == script)
         if paid < swap["onchain_sat"]:
             raise UpstreamError(
@@ -227,8 +232,16 @@ class RebalanceServer:
             return
         swap["state"] = "sending"
         self.save()
-        # the simulated cluster wallet: simnet_pay (minichain) pays from nowhere
-        txid = await self.chain("simnet_pay", swap["address"], swap["onchain_sat"])
+        # the simulated cluster wallet: the chain stand-in's world wallet (control /pay), or
+        # minichain's simnet_pay, which pays from nowhere
+        if self.config.chain_control_url:
+            answer = await self._post(
+                self.config.chain_control_url.rstrip("/") + "/pay",
+                {"address": swap["address"], "sats": swap["onchain_sat"]},
+            )
+            txid = str(answer["txid"])
+        else:
+            txid = await self.chain("simnet_pay", swap["address"], swap["onchain_sat"])
         swap.update(state="complete", txid=txid)
         self.save()
 
