@@ -10,6 +10,15 @@ which redirects back to the wallet (post/redirect/get: reloading the page sends 
 
 An exchange without Lightning answers 503 (404 before it had the routes): the section then
 says Lightning is not configured on this node instead of failing the page.
+
+Paying an invoice (a withdrawal over Lightning, the exchange's ``/v1/lightning/payments``):
+``/wallet/lightning/pay`` takes the bolt11; ``…/pay/quote`` shows what paying it reserves (amount,
+the maximum routing fee, the total) with a confirm form carrying a fresh idempotency key and a
+TOTP code field — the same fresh-code check as an on-chain withdrawal, made only after the
+invoice passed the quote, so a wrong invoice does not spend the code. ``POST …/pay`` sends it
+and redirects to ``/wallet/lightning/payments/{id}``, which shows the state until it is final
+(``complete`` with the fee charged, or ``failed`` with the reason and the reserve released). A
+form sent again with its key is the payment already made (no code asked, nothing new sent).
 """
 
 from __future__ import annotations
@@ -24,14 +33,16 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
 from scnode_dashboard import security
-from scnode_dashboard.app import MemberPostDep, parse_amount
+from scnode_dashboard.app import MemberDep, MemberPostDep, PageError, parse_amount
 from scnode_dashboard.exchange import ExchangeClient, ExchangeError
-from scnode_dashboard.pages import tools
+from scnode_dashboard.pages import PageTools, tools, unavailable
 
 NOT_CONFIGURED = "Lightning is not configured on this node."
 SHOWN = 25  # invoices listed on the wallet page
 # the exchange's words for an invoice, as the member reads them
 STATES = {"unpaid": "unpaid", "credited": "paid", "expired": "expired"}
+FINAL = ("complete", "failed")  # a payment's states after which nothing changes
+Bolt11 = Annotated[str, Form(min_length=1, max_length=4096)]
 
 
 def _epoch(text: str | None) -> float | None:
@@ -128,5 +139,119 @@ def build_router() -> APIRouter:
                 return pages.redirect(ctx, back(ln_error=NOT_CONFIGURED))
             return pages.redirect(ctx, back(ln_error=f"No invoice was made: {exc.detail}"))
         return pages.redirect(ctx, back(invoice=str(made["payment_hash"])))
+
+    async def pay_page(
+        ctx: Any,
+        pages: PageTools,
+        status: int = 200,
+        error: str = "",
+        quote: dict[str, Any] | None = None,
+        bolt11: str = "",
+    ) -> Response:
+        token = await pages.exchange_token(ctx)
+        try:
+            policy = await pages.exchange.get(token, "/v1/lightning/payments/policy")
+            recent = (await pages.exchange.get(token, "/v1/lightning/payments", limit=10))[
+                "payments"
+            ]
+        except ExchangeError as exc:
+            if not_configured(exc):
+                return pages.render(ctx, "lightning_pay.html", configured=False)
+            raise PageError(503, unavailable(exc)) from exc
+        return pages.render(
+            ctx, "lightning_pay.html", status, configured=True, policy=policy, recent=recent,
+            error=error, quote=quote, bolt11=bolt11,
+            idempotency_key=secrets.token_urlsafe(16) if quote else "",
+        )  # fmt: skip
+
+    async def quoted(pages: PageTools, token: str, bolt11: str) -> dict[str, Any]:
+        """The exchange's quote (``ValueError`` with its reason when it refuses the invoice)."""
+        try:
+            found: dict[str, Any] = await pages.exchange.post(
+                token, "/v1/lightning/payments/quote", {"bolt11": bolt11}
+            )
+        except ExchangeError as exc:
+            if exc.status == 0 or (exc.status >= 500 and not not_configured(exc)):
+                raise PageError(503, unavailable(exc)) from exc
+            raise ValueError(NOT_CONFIGURED if not_configured(exc) else exc.detail) from exc
+        return found
+
+    @router.get("/wallet/lightning/pay")
+    async def pay_form(ctx: MemberDep, request: Request) -> Response:
+        return await pay_page(ctx, tools(request))
+
+    @router.post("/wallet/lightning/pay/quote")
+    async def pay_quote(ctx: MemberPostDep, request: Request, bolt11: Bolt11) -> Response:
+        pages = tools(request)
+        token = await pages.exchange_token(ctx)
+        invoice = bolt11.strip()
+        try:
+            quote = await quoted(pages, token, invoice)
+        except ValueError as exc:
+            return await pay_page(ctx, pages, 422, str(exc), bolt11=invoice)
+        return await pay_page(ctx, pages, quote=quote, bolt11=invoice)
+
+    @router.post("/wallet/lightning/pay")
+    async def pay(
+        ctx: MemberPostDep,
+        request: Request,
+        bolt11: Bolt11,
+        code: Annotated[str, Form(max_length=32)],
+        idempotency_key: Annotated[str, Form(min_length=8, max_length=64)],
+    ) -> Response:
+        """A payment, confirmed with a fresh TOTP code in the same form."""
+        pages = tools(request)
+        token = await pages.exchange_token(ctx)
+        invoice = bolt11.strip()
+        try:
+            recent = (await pages.exchange.get(token, "/v1/lightning/payments", limit=50))[
+                "payments"
+            ]
+        except ExchangeError as exc:
+            if not_configured(exc):
+                return await pay_page(ctx, pages)
+            raise PageError(503, unavailable(exc)) from exc
+        made = next((p for p in recent if p["idempotency_key"] == idempotency_key), None)
+        if made is not None:  # this form was sent before: its payment, nothing new
+            return pages.redirect(ctx, f"/wallet/lightning/payments/{made['id']}")
+        try:
+            quote = await quoted(pages, token, invoice)
+        except ValueError as exc:
+            return await pay_page(ctx, pages, 422, str(exc), bolt11=invoice)
+        if not pages.fresh_code(ctx, code, "lightning_payment_code_failed"):
+            return await pay_page(
+                ctx, pages, 401, "Wrong or already used code.", quote=quote, bolt11=invoice
+            )
+        try:
+            done = await pages.exchange.post(
+                token, "/v1/lightning/payments",
+                {"bolt11": invoice, "idempotency_key": idempotency_key},
+            )  # fmt: skip
+        except ExchangeError as exc:
+            if exc.status == 0 or (exc.status >= 500 and not not_configured(exc)):
+                raise PageError(503, unavailable(exc)) from exc
+            return await pay_page(ctx, pages, 422, exc.detail, bolt11=invoice)
+        assert ctx.user is not None
+        store = request.app.state.store
+        store.audit(
+            "lightning_payment_requested", ctx.user.id, ctx.ip,
+            f"#{done['id']} {done['amount_sats']} sats (max fee {done['max_fee_sats']}) "
+            f"to {done['destination']}",
+        )  # fmt: skip
+        return pages.redirect(ctx, f"/wallet/lightning/payments/{done['id']}")
+
+    @router.get("/wallet/lightning/payments/{payment_id}")
+    async def payment_page(payment_id: int, ctx: MemberDep, request: Request) -> Response:
+        pages = tools(request)
+        token = await pages.exchange_token(ctx)
+        try:
+            payment = await pages.exchange.get(token, f"/v1/lightning/payments/{payment_id}")
+        except ExchangeError as exc:
+            if exc.status in (404, 422):
+                raise PageError(404, "No such payment.", "Not found") from exc
+            raise PageError(503, unavailable(exc)) from exc
+        return pages.render(
+            ctx, "lightning_payment.html", payment=payment, final=payment["state"] in FINAL
+        )
 
     return router

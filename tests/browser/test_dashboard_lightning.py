@@ -10,6 +10,7 @@ Screenshots and the axe-core check as in the other browser tests."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -134,6 +135,54 @@ def test_member_lightning_deposit_is_credited_once_by_its_amount(
         form={**form, "csrf_token": "forged"}, headers=origin, max_redirects=0,
     )  # fmt: skip
     assert refused.status == 403
+
+
+def test_member_pays_an_invoice_with_a_code_and_is_charged_amount_plus_fee(
+    page: Page, stack: Stack, shots: Path
+) -> None:
+    assert stack.ln_hub is not None
+    secret = member_sign_in(page, stack, "omar")
+    page.goto(f"{stack.dashboard_url}/wallet")
+    deposit_hash, deposit = create_invoice(page, 30_000, "to spend")
+    stack.ln_hub.pay_from_outside(deposit)
+
+    def balance_is(sats: int) -> bool:
+        page.goto(f"{stack.dashboard_url}/wallet")
+        return available_sats(page) == sats
+
+    wait_until("deposit credited", lambda: balance_is(30_000), stack.logs(), every=0.5)
+
+    bolt11 = str(stack.ln_hub.make_outside_invoice(4_321_000, "outside shop")["bolt11"])
+    page.click("#lightning-pay-link")
+    page.wait_for_url(f"{stack.dashboard_url}/wallet/lightning/pay")
+    page.fill("#bolt11", bolt11)
+    page.click("#quote-form button[type=submit]")
+    expect(page.locator("#quote-amount")).to_have_text("4,321 sats")
+    max_fee = int(page.inner_text("#quote-max-fee").split()[0].replace(",", ""))
+    assert max_fee > 0
+    expect(page.locator("#quote-total")).to_have_text(f"{4_321 + max_fee:,} sats")
+    shot(page, shots, "ln-04-pay-confirm")
+    page.fill("#code", "000000")  # a wrong code: nothing is paid
+    page.click("#pay-form button[type=submit]")
+    expect(page.locator("#pay-error")).to_contain_text("Wrong or already used code")
+    page.fill("#code", code(stack, "omar", secret))
+    page.click("#pay-form button[type=submit]")
+    page.wait_for_url(re.compile(r".*/wallet/lightning/payments/\d+$"))
+    # the page refreshes itself until the payment is final
+    expect(page.locator("#payment")).to_have_attribute("data-state", "complete", timeout=45_000)
+    fee = int(page.inner_text("#payment-fee").split()[0].replace(",", ""))
+    assert 0 <= fee <= max_fee
+    expect(page.locator("#payment-total")).to_have_text(f"{4_321 + fee:,} sats")
+    shot(page, shots, "ln-05-payment-complete")
+    assert balance_is(30_000 - 4_321 - fee), available_sats(page)
+    # the outside world was paid once, exactly the invoice's amount
+    (shop,) = [
+        i for i in stack.ln_hub.control("GET", "/v1/outside/invoices")["invoices"]
+        if i["bolt11"] == bolt11
+    ]  # fmt: skip
+    assert shop["status"] == "paid" and shop["amount_received_msat"] == 4_321_000
+    row = page.locator(f"#lightning-invoices tr[data-payment-hash='{deposit_hash}']")
+    expect(row.locator(".status")).to_have_text("paid")
 
 
 def owner_password_sign_in(page: Page, stack: Stack, password: str) -> None:

@@ -62,6 +62,54 @@ def ln_dash(tmp_path: Path) -> Iterator[tuple[Dash, dict[str, Any]]]:
         mine = [v for (m, _), v in world["invoices"].items() if m == who(authorization)]
         return {"invoices": list(reversed(mine))}
 
+    # payments: an invoice "lnbcrt<sats>..." quotes <sats> with a 10-sat fee reserve
+    world["payments"] = []
+
+    def quote_of(bolt11: str) -> dict[str, Any]:
+        refuse_unless_configured()
+        found = re.match(r"^lnbcrt(\d+)x", bolt11)
+        if not found:
+            raise HTTPException(422, "not a BOLT11 invoice")
+        sats = int(found.group(1))
+        return {"payment_hash": "ab" * 32, "destination": "02" + "cd" * 32,
+                "description": "outside", "amount_msat": sats * 1000, "amount_sats": sats,
+                "max_fee_sats": 10, "max_total_sats": sats + 10, "expires_at": 4_000_000_000,
+                "internal": False, "daily_limit_sats": None, "daily_used_sats": 0}  # fmt: skip
+
+    @api.get("/v1/lightning/payments/policy")
+    def pay_policy() -> dict[str, Any]:
+        refuse_unless_configured()
+        return {"min_sats": 1, "max_sats": 1_000_000, "daily_limit_sats": 5_000_000,
+                "fee_floor_sats": 10, "fee_ppm": 5000, "daily_used_sats": 0}  # fmt: skip
+
+    @api.post("/v1/lightning/payments/quote")
+    def pay_quote(body: dict[str, Any]) -> dict[str, Any]:
+        return quote_of(body["bolt11"])
+
+    @api.post("/v1/lightning/payments", status_code=201)
+    def pay(body: dict[str, Any], authorization: str = Header("")) -> dict[str, Any]:
+        quote = quote_of(body["bolt11"])
+        made = {**quote, "id": len(world["payments"]) + 1, "member": who(authorization),
+                "idempotency_key": body["idempotency_key"], "kind": "external",
+                "state": "reserved", "bolt11": body["bolt11"], "fee_sats": None,
+                "total_sats": quote["max_total_sats"], "preimage": None,
+                "failure_reason": None}  # fmt: skip
+        world["payments"].append(made)
+        return made
+
+    @api.get("/v1/lightning/payments")
+    def payments(authorization: str = Header("")) -> dict[str, Any]:
+        refuse_unless_configured()
+        mine = [p for p in world["payments"] if p["member"] == who(authorization)]
+        return {"payments": list(reversed(mine)), "next_before": None}
+
+    @api.get("/v1/lightning/payments/{payment_id}")
+    def payment(payment_id: int, authorization: str = Header("")) -> dict[str, Any]:
+        for made in world["payments"]:
+            if made["id"] == payment_id and made["member"] == who(authorization):
+                return dict(made)
+        raise HTTPException(404, "not_found")
+
     settings = make_settings(tmp_path)
     exchange = ExchangeClient("http://exchange", "k", transport=httpx.ASGITransport(api))
     app = create_app(settings, exchange=exchange)
@@ -135,6 +183,68 @@ def test_an_exchange_without_the_lightning_routes_says_not_configured(dash: Dash
     dash.sign_in_local("alice")
     page = dash.client.get("/wallet")
     assert page.status_code == 200 and "Lightning is not configured on this node." in page.text
+
+
+def test_paying_an_invoice_needs_a_fresh_code_and_shows_the_fee_reserve(
+    ln_dash: tuple[Dash, dict[str, Any]],
+) -> None:
+    dash, world = ln_dash
+    secret = dash.sign_in_local("alice")
+    wallet = dash.client.get("/wallet")
+    assert 'href="/wallet/lightning/pay"' in wallet.text
+    start = dash.client.get("/wallet/lightning/pay")
+    assert 'id="quote-form"' in start.text and "5000 ppm" in start.text
+    token = dash.csrf("/wallet/lightning/pay")
+    bad = dash.client.post(
+        "/wallet/lightning/pay/quote", data={"bolt11": "nonsense", "csrf_token": token}
+    )
+    assert bad.status_code == 422 and "not a BOLT11 invoice" in bad.text
+    invoice = "lnbcrt2500xrest"
+    quote = dash.client.post(
+        "/wallet/lightning/pay/quote", data={"bolt11": f" {invoice} ", "csrf_token": token}
+    )
+    assert quote.status_code == 200 and world["payments"] == []
+    assert re.search(r'id="quote-max-fee">10 sats<', quote.text)
+    assert re.search(r'id="quote-total">2,510 sats<', quote.text)
+    form = {**form_of(quote.text), "bolt11": invoice}
+    assert re.search(rf'name="bolt11" value="{invoice}"', quote.text)
+
+    # a wrong invoice in the confirm form does not spend the code; a wrong code pays nothing
+    code = pyotp.TOTP(secret).at(time.time() + 30)
+    bad = dash.client.post("/wallet/lightning/pay", data={**form, "bolt11": "x", "code": code})
+    assert bad.status_code == 422 and world["payments"] == []
+    wrong = dash.client.post("/wallet/lightning/pay", data={**form, "code": "000000"})
+    assert wrong.status_code == 401 and world["payments"] == []
+    assert 'id="pay-form"' in wrong.text  # the confirm form again, for another code
+    paid = dash.client.post(
+        "/wallet/lightning/pay", data={**form, "code": code}, follow_redirects=False
+    )
+    assert paid.status_code == 303 and paid.headers["location"] == "/wallet/lightning/payments/1"
+    status = dash.client.get("/wallet/lightning/payments/1")
+    assert 'data-state="reserved"' in status.text and 'http-equiv="refresh"' in status.text
+    assert "at most 10 sats (reserved)" in status.text
+    # the same form again (a double submit): the same payment, no code spent, nothing new
+    again = dash.client.post(
+        "/wallet/lightning/pay", data={**form, "code": "000000"}, follow_redirects=False
+    )
+    assert again.headers["location"] == "/wallet/lightning/payments/1"
+    assert len(world["payments"]) == 1
+
+    world["payments"][0].update(state="complete", fee_sats=3, total_sats=2503)
+    done = dash.client.get("/wallet/lightning/payments/1")
+    assert "Paid." in done.text and 'http-equiv="refresh"' not in done.text
+    assert re.search(r'id="payment-fee">3 sats<', done.text)
+    assert re.search(r'id="payment-total">2,503 sats<', done.text)
+    assert "lightning_payment_requested" in dash.audit()
+    assert "lightning_payment_code_failed" in dash.audit()
+
+    # bob cannot open alice's payment
+    dash.client.post("/logout", data={"csrf_token": dash.csrf("/wallet")})
+    dash.sign_in_local("bob")
+    assert dash.client.get("/wallet/lightning/payments/1").status_code == 404
+    world["configured"] = False
+    off = dash.client.get("/wallet/lightning/pay")
+    assert off.status_code == 200 and "Lightning is not configured on this node." in off.text
 
 
 def owner_dash(dash: Dash) -> str:
