@@ -139,6 +139,7 @@ class Rebalancer:
         self.last_error: str | None = None
         self._task: asyncio.Task[None] | None = None
         self._step_lock = asyncio.Lock()
+        self._stopping = asyncio.Event()
         for kind in ALERT_KINDS:
             self.metrics.rebalance_alert.labels(kind=kind).set(0)
         self.metrics.rebalance_enabled.set(1)
@@ -149,14 +150,22 @@ class Rebalancer:
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
+        """Let a running pass finish (a withdraw cut short would leave its swap stuck), then
+        stop; cancel only if it takes longer than a cluster call may."""
+        self._stopping.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            try:
+                await asyncio.wait_for(
+                    asyncio.shield(self._task), self.s.rebalance_http_timeout_seconds + 10
+                )
+            except TimeoutError:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
         await self.http.aclose()
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
                 await self.step()
                 self.last_error = None
@@ -168,7 +177,8 @@ class Rebalancer:
             except Exception as exc:  # never let the task die: log and try again next tick
                 self.last_error = repr(exc)
                 log.exception("rebalance step failed")
-            await asyncio.sleep(self.s.rebalance_interval_seconds)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.s.rebalance_interval_seconds)
 
     # -- alerts ----------------------------------------------------------------------------
     def alert(self, kind: str, message: str) -> None:
