@@ -97,9 +97,10 @@ def start_exchange(tmp_path: Path) -> Iterator[Callable[..., Exchange]]:
         yield start
 
 
-@pytest.fixture(params=["sqlite", "postgresql"] if POSTGRES_URL else ["sqlite"])
+@pytest.fixture
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """An empty exchange database: a SQLite file, or a throwaway PostgreSQL database."""
+    """An empty exchange database (parametrized indirectly with the backend): a SQLite file,
+    or a throwaway PostgreSQL database."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'exchange-db.sqlite3'}"
     else:
