@@ -142,6 +142,40 @@ def test_a_failed_payment_is_refunded(
     assert len(completed_parts(node, outside["payment_hash"])) == 1
 
 
+@pytest.mark.parametrize("then", ["complete", "fail"])
+def test_a_pending_payment_waits_for_lightningds_outcome(
+    shared_pair: LightningPair, module_exchange: Exchange, then: str
+) -> None:
+    """pay answers an error while a part is still held (PROTOCOLS.md): the Lightning API
+    reports the payment pending; the exchange keeps it sending — neither settled nor refunded
+    — until lightningd's lists decide."""
+    node, hub = shared_pair
+    ex = module_exchange
+    handle = f"hana-{then}"
+    ex.add_member(handle, FUNDS)
+    outside = hub.make_outside_invoice(40_000_000)
+    node.fail_next_payment(210, pending_seconds=6, then=then)
+    made = pay(ex, handle, outside["bolt11"], key())
+    assert made.status_code == 201, made.text
+    ex.process.wait_for(
+        "the payment sent and pending",
+        lambda: ex.payment(handle, made.json()["id"])["state"] == "sending",
+        30,
+    )
+    assert ex.sats(handle)["reserved"] == 40_000 + 200  # amount + fee reserve, still held
+    done = ex.wait_outcome(handle, made.json()["id"], timeout=60)
+    sats = ex.sats(handle)
+    if then == "complete":
+        assert done["state"] == "complete", done
+        assert sats["balance"] == FUNDS - 40_000 - sats_up(hub_fee(40_000_000))
+        assert len(completed_parts(node, outside["payment_hash"])) == 1
+    else:
+        assert done["state"] == "failed", done
+        assert sats["balance"] == FUNDS
+        assert completed_parts(node, outside["payment_hash"]) == []
+    assert sats["reserved"] == 0
+
+
 def _foreign_invoice(
     currency: str, amount_msat: int | None, age: int = 0, expiry: int = 3600
 ) -> str:
