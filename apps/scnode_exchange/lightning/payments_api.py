@@ -35,8 +35,8 @@ from scnode_exchange.lightning.payments import (
 from scnode_exchange.lightning.payworker import LightningPayments, LightningUnavailableError
 
 Limit = Annotated[int, Query(ge=1, le=500)]
-PaymentId = Annotated[int, Path(le=DB_INT_MAX)]
-Before = Annotated[int | None, Query(le=DB_INT_MAX)]
+PaymentId = Annotated[int, Path(ge=1, le=DB_INT_MAX)]
+Before = Annotated[int | None, Query(ge=1, le=DB_INT_MAX)]
 
 
 class PaymentRequest(BaseModel):

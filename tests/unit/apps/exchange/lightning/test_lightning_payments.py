@@ -7,11 +7,14 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from scnode_exchange.api.app import create_app
 from scnode_exchange.ledger import FEES, NODE_WALLET, Ledger
 from scnode_exchange.ledger.audit import verify
 from scnode_exchange.ledger.models import JournalEntry
@@ -23,6 +26,7 @@ from scnode_exchange.lightning.payments import (
     PaymentRefusedError,
 )
 from scnode_exchange.lightning.service import LightningDepositService
+from tests.unit.apps.exchange.api.node import Node, make_settings
 
 
 def invoice(amount_msat: int | None, payment_hash: str | None = None) -> DecodedInvoice:
@@ -192,3 +196,27 @@ def test_an_internal_payment_is_credited_once_whichever_way_it_comes(
     with pytest.raises(PaymentConflictError):
         service.request_payment(erin, "pay-000012", genuine, "regtest")
     audited(sessions)
+
+
+def test_payment_ids_and_cursors_beyond_a_database_integer_are_bad_input(tmp_path: Path) -> None:
+    """Found by fuzzing the sibling withdrawal route: a negative 64-bit overflow was a 500."""
+    settings, owner_key = make_settings(tmp_path, f"sqlite:///{tmp_path / 'x.sqlite3'}")
+    with TestClient(create_app(settings)) as client:
+        _, alice = Node(client, owner_key, settings).member("alice", sats=1_000)
+        huge = "18446744073709551615"
+        for path in (
+            f"/v1/lightning/payments?before=-{huge}",
+            f"/v1/lightning/payments?before={huge}",
+            f"/v1/lightning/payments/-{huge}",
+            "/v1/lightning/payments/0",
+        ):
+            assert client.get(path, headers=alice).status_code == 422, path
+        assert client.get("/v1/lightning/payments/99", headers=alice).status_code == 404
+        # without Lightning configured: reads answer, new payments are 503 (not configured)
+        assert client.get("/v1/lightning/payments", headers=alice).json()["payments"] == []
+        made = client.post(
+            "/v1/lightning/payments",
+            json={"bolt11": "lnbcrt1xyz", "idempotency_key": "abcdefgh"},
+            headers=alice,
+        )
+        assert made.status_code == 503
