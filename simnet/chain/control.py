@@ -145,16 +145,29 @@ def _world_spend(node: Node, txid_hex: str) -> tuple[CTransaction, list[Any]]:
     assert node.world is not None
     txid = unhexid(txid_hex)
     entry = node.chain.mempool.get(txid)
-    if entry is None:
-        raise RPCError(
-            -5, "transaction not in the mempool (only unconfirmed payments can be replaced)"
+    if entry is not None:
+        tx, prevouts = entry.tx, entry.prevouts
+    else:
+        # a world payment out of the mempool and out of the chain (a reorg with drop_txs) whose
+        # inputs are still unspent can be re-spent too, as the real layer's funder wallet does
+        # (on a real node the dropped payment stays in the mempool: tests/daemons.py)
+        known = node.world.txs.get(txid)
+        coins = (
+            [node.chain.coin_view((bytes(i.prevout.hash), i.prevout.n)) for i in known.tx.vin]
+            if known is not None and txid not in node.chain.tx_block
+            else [None]
         )
+        if known is None or any(c is None for c in coins):
+            raise RPCError(
+                -5, "transaction not in the mempool (only unconfirmed payments can be replaced)"
+            )
+        tx, prevouts = known.tx, [c for c in coins if c is not None]
     keys = node.world.keys
-    if not all(c.script in keys for c in entry.prevouts):
+    if not all(c.script in keys for c in prevouts):
         raise RPCError(
             -5, "only payments made by the simulated world (control /pay) can be replaced"
         )
-    return entry.tx, entry.prevouts
+    return tx, prevouts
 
 
 def _replace(

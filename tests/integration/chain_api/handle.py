@@ -66,6 +66,21 @@ class ChainApi:
         return env_file
 
     def start(self) -> ChainApi:
+        """Start the API and wait for /healthz. Its port is free when picked, but another test
+        run on the machine (the same pytest-xdist worker's port block, simnet/ports.py) can
+        bind it first: then it starts again on a new port (twice at most)."""
+        for attempt in range(3):
+            try:
+                return self._start()
+            except RuntimeError as err:
+                if attempt == 2 or "address already in use" not in str(err):
+                    raise
+                log = self.workdir / "api.log"
+                log.rename(log.with_name(f"api.log.port-taken-{attempt}"))
+                self.port = free_port()
+        raise AssertionError("unreachable")
+
+    def _start(self) -> ChainApi:
         env_file = self.workdir / "chain-api.env"
         if not env_file.exists():
             self.write_config()

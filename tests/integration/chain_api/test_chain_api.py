@@ -73,6 +73,9 @@ def test_deposit_is_pushed_then_confirmed_and_totals_follow(
     api = start_chain_api(funded_node)
     with api.client("deposit") as client:
         address = client.post("/v1/members/m42/addresses").json()["address"]
+    # the payer's first payment funds it (101 blocks mined to it, the stand-in's simulated
+    # world and a real node's funder wallet alike): done here, outside the timed window
+    funded_node.pay(funded_node.rpc("getnewaddress", wallet="wallet"), 10_000)
     with _ws(api) as ws:
         started = time.monotonic()
         txid = funded_node.pay(address, 250_000)

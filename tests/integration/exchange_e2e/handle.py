@@ -135,7 +135,10 @@ class ExchangeProcess:
                 stdout=log, stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )  # fmt: skip
-        self.wait_for("the exchange answering /healthz", self._healthy, timeout=30)
+        # a cold start imports the whole app (8 s of wall time alone at a load of 16 on the
+        # 2-core machine) and migrates the database; with real daemons beside it, 30 s was
+        # seen to pass with nothing logged yet (make test-real)
+        self.wait_for("the exchange answering /healthz", self._healthy, timeout=60)
         return self
 
     def _healthy(self) -> bool:

@@ -52,6 +52,27 @@ def test_pay_rejects_foreign_double_spend(chain_node: ChainNode) -> None:
         chain_node.control("double_spend", txid=own)  # not a payment of the simulated world
 
 
+def test_a_payment_reorged_out_with_drop_txs_can_still_be_double_spent(
+    chain_node: ChainNode,
+) -> None:
+    """A real node keeps a dropped payment in its mempool and the real layer's funder re-spends
+    its inputs (tests/daemons.py); the stand-in drops it from the mempool, and re-spends its
+    still-unspent inputs the same way (found writing the reorg-before-N deposit test)."""
+    chain_node.rpc("createwallet", "w")
+    address = chain_node.rpc("getnewaddress")
+    txid = chain_node.pay(address, 70_000)
+    chain_node.mine(2)
+    chain_node.reorg(2, drop_txs=True)
+    assert chain_node.rpc("gettransaction", txid)["confirmations"] == 0
+    replaced = chain_node.control("double_spend", txid=txid, mine=True)
+    assert replaced["replaced"] == txid
+    assert chain_node.rpc("getblock", replaced["block"])["tx"][1:] == [replaced["txid"]]
+    assert chain_node.rpc("gettransaction", txid)["confirmations"] == -1
+    assert chain_node.rpc("getreceivedbyaddress", address, 0) == 0
+    with pytest.raises(ChainRPCError, match="not in the mempool"):
+        chain_node.control("double_spend", txid=txid)  # its inputs are spent now
+
+
 def test_coinbase_outputs_pay_a_pool_payout_that_matures(chain_node: ChainNode) -> None:
     chain_node.rpc("createwallet", "w")
     payout = chain_node.rpc("getnewaddress", "pool")

@@ -95,6 +95,11 @@ def test_mine_pay_and_reorg_with_real_rpcs(
     # the old branch is valid again (reconsiderblock) but has less work
     tips = {t["hash"]: t["status"] for t in node.rpc("getchaintips")}
     assert tips[moved["new_tip"]] == "valid-fork"
+    # and the payer can still spend its coins elsewhere: the payment conflicts out
+    replaced = node.control("double_spend", txid=txid, mine=True)
+    assert node.rpc("getblock", replaced["block"])["tx"][1:] == [replaced["txid"]]
+    assert node.rpc("gettransaction", txid, wallet="wallet")["confirmations"] == -1
+    assert txid not in node.rpc("getrawmempool")
 
 
 def test_double_spend_confirms_a_conflict_and_faults_are_stand_in_only(
