@@ -10,7 +10,9 @@ Holdings (what is really there):
   have left the wallet while its hold is still in the member's balance (the ledger settles it
   only when the txid is recorded). Counting it as paid keeps that short window from looking
   like a shortfall; a withdrawal whose send is refused goes back to the member and out of
-  this figure in the same transaction.
+  this figure in the same transaction. Members' Lightning payments in ``sending`` count the
+  same way for SATS (``amount + max_fee``: the channel may already have paid them while the
+  hold is still in the member's balance; a stuck HTLC can keep them there for hours).
 
 Liabilities (what members are owed): the sum of the member accounts' balances. A balance
 already contains its holds (open orders and withdrawals not yet sent), so they are not added
@@ -44,6 +46,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from scnode_exchange.deposits.models import Deposit
 from scnode_exchange.ledger import NODE_WALLET, Account
 from scnode_exchange.ledger.models import utcnow
+from scnode_exchange.ledger.service import SATS
+from scnode_exchange.lightning.models import LightningPayment
 from scnode_exchange.solvency.models import SolvencyAlert
 from scnode_exchange.withdrawals.models import (
     APPROVED,
@@ -281,6 +285,13 @@ class SolvencyService:
                 .where(Withdrawal.state == SENDING)
                 .group_by(Withdrawal.asset),
             )
+            paying = session.scalar(
+                select(
+                    func.sum(LightningPayment.amount_sats + LightningPayment.max_fee_sats)
+                ).where(LightningPayment.state == "sending")
+            )
+            if paying:
+                in_flight[SATS] = in_flight.get(SATS, 0) + int(paying)
             not_sent = _sum_by_asset(
                 session,
                 select(Withdrawal.asset, func.sum(Withdrawal.amount + Withdrawal.fee))

@@ -58,7 +58,7 @@ OwnerDep = Callable[..., Awaitable[OwnerLike]] | Callable[..., OwnerLike]
 Limit = Annotated[int, Query(ge=1, le=500)]
 # ids and cursors a database integer can hold (a larger one is bad input, not a server error)
 WithdrawalId = Annotated[int, Path(le=DB_INT_MAX)]
-Before = Annotated[int | None, Query(le=DB_INT_MAX)]
+Before = Annotated[int | None, Query(ge=1, le=DB_INT_MAX)]
 
 
 class WithdrawalRequest(BaseModel):

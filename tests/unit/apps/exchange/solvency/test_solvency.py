@@ -238,3 +238,28 @@ def test_an_unreadable_wallet_decides_nothing(node: Node) -> None:
     result = node.solvency.record(report)
     assert (result.raised, result.cleared) == ([], [])
     assert node.solvency.open_alert_assets() == {SATS}
+
+
+def test_a_lightning_payment_being_sent_is_no_shortfall(
+    node: Node, sessions: sessionmaker[Session]
+) -> None:
+    """The channel has paid (the holding dropped) while the member's hold is still in their
+    balance: the payment in ``sending`` counts as in flight, as a withdrawal being sent does."""
+    from scnode_exchange.lightning.models import LightningPayment
+
+    node.wallet = 100_000
+    node.observe("a" * 64, "alice", 100_000, N)
+    assert node.margin() == 0
+    with sessions.begin() as session:
+        session.add(
+            LightningPayment(
+                member_id=node.alice, idempotency_key="k1", kind="external", state="sending",
+                bolt11="lnbcrt400u1x", payment_hash="b" * 64, amount_msat=40_000_000,
+                amount_sats=40_000, max_fee_sats=1_000, send_key="lnpay-000001",
+            )
+        )  # fmt: skip
+    node.wallet = 100_000 - 40_000 - 300  # paid, at a 300 sat routing fee
+    assert node.margin() == 700  # the reserve not yet charged: released when it settles
+    for _ in range(3):
+        _, raised, _ = node.check()
+        assert raised == []
