@@ -13,6 +13,11 @@ changing nothing, and the demo seeding).
   msat received → amount_sats credited), once: it stays so, and the invoice is `credited`. The
   node's channel balance grew by exactly that many msat and the Lightning API journalled the
   payment (`invoice_paid`) after cl-zmq woke it (its `invoice_payment` message counter grew).
+- A member pays an invoice of the hub's (`POST /v1/lightning/payments`): the exchange holds the
+  amount + the fee reserve, its worker pays once through the Lightning API, and then the
+  member's balance dropped by exactly amount + the fee charged, the hub's invoice is paid, the
+  node's channel side dropped by exactly the msat lightningd paid, and the Lightning API holds
+  the one completed payment under the exchange's key.
 - The Lightning API is published on lightning.lab's address to apps.lab only, and bitcoind's RPC
   on chain.lab answers lightning.lab only (the firewall drops the others: checked from mining.lab).
 
@@ -186,6 +191,66 @@ def test_a_member_deposit_over_lightning_is_credited_once(converged_lab: Converg
         lambda: _zmq_count(lab, read, "invoice_payment") > zmq_before,
         timeout=30,
     )
+
+
+def test_a_member_pays_an_invoice_once_and_the_books_agree(converged_lab: ConvergedLab) -> None:
+    lab = converged_lab
+    run = int(time.time())
+    code, member = _owner(
+        lab, "POST", "/api/owner/members", {"handle": f"lnpay{run}", "reason": "lab Lightning test"}
+    )
+    assert code == 201, member
+    member_id = int(member["id"])
+    token = _member_token(lab, member_id)
+    # funded over Lightning first, so the channel holds what the member is owed
+    funded = 50_000
+    url = f"http://127.0.0.1:{EXCHANGE}/v1/lightning/invoices"
+    request = {"amount_sats": funded, "idempotency_key": f"lab-fund-{run}", "description": "lab"}
+    code, deposit = lab.http("apps", url, token, "POST", request)
+    assert code == 201, deposit
+    code, paid = lab.http(
+        "cluster",
+        f"http://127.0.0.1:{HUB_CONTROL}/v1/outside/pay",
+        method="POST",
+        body={"bolt11": deposit["bolt11"]},
+    )
+    assert code == 200, paid
+    wait_for("the funding credited", lambda: _sats(lab, member_id) == funded, timeout=60)
+
+    amount = 12_345
+    label = f"lab-pay-{run}"
+    invoice = _json(lab, "cluster", f"{HUB_CLI} invoice {amount * 1000} {label} lab-payment")
+    local_before = int(_node_channel(lab)["to_us_msat"])
+    pay_url = f"http://127.0.0.1:{EXCHANGE}/v1/lightning/payments"
+    body = {"bolt11": invoice["bolt11"], "idempotency_key": f"lab-pay-{run}"}
+    code, payment = lab.http("apps", pay_url, token, "POST", body)
+    assert code == 201, payment
+    assert payment["amount_sats"] == amount
+    code, again = lab.http("apps", pay_url, token, "POST", body)
+    assert code == 200 and again["id"] == payment["id"] and again["replayed"] is True, again
+
+    def settled() -> dict[str, Any] | None:
+        code, row = lab.http("apps", f"{pay_url}/{payment['id']}", token)
+        assert code == 200, row
+        assert row["state"] != "failed", row
+        return row if row["state"] == "complete" else None
+
+    done = wait_for("the payment complete", settled, timeout=90)
+    assert done is not None
+    fee = int(done["fee_sats"])
+    assert 0 <= fee <= int(payment["max_fee_sats"])
+    assert _sats(lab, member_id) == funded - amount - fee
+    time.sleep(6)  # once: later worker passes change nothing
+    assert _sats(lab, member_id) == funded - amount - fee
+
+    hub_invoice = _json(lab, "cluster", f"{HUB_CLI} listinvoices {label}")["invoices"]
+    assert [i["status"] for i in hub_invoice] == ["paid"], hub_invoice
+    sent = _json(lab, "lightning", f"{NODE_CLI} listpays {invoice['bolt11']}")["pays"]
+    assert [p["status"] for p in sent] == ["complete"], sent
+    spent_msat = int(sent[0]["amount_sent_msat"])
+    assert spent_msat >= amount * 1000
+    assert local_before - int(_node_channel(lab)["to_us_msat"]) == spent_msat
+    assert fee * 1000 >= spent_msat - amount * 1000  # the member is charged the fee rounded up
 
 
 def test_lightning_rpc_and_api_are_reachable_only_from_their_clients(
