@@ -12,7 +12,11 @@
 3. installs simnet on cluster.lab (the simulated SC Cluster) and runs the simulated miners as
    systemd units there, `scnode-demo-miners@btc` / `@azc`, hashing through the BTC (3333) and
    AZC (3336) translators on mining.lab; they keep running after `make lab` returns;
-4. makes one payout of the simulated SC Cluster pool (simnet's `ClusterPool`, reading the BTC
+4. makes the demo owner's local account on the dashboard (`owner`, TOTP enrolled, ten recovery
+   codes; password and TOTP secret generated here once and kept in
+   `.lab/credentials/dashboard-owner.json`, 0600), who signs in at https://127.0.0.1:8443/ and
+   lands on the owner pages; `python -m scnode_lab demo owner-code` prints the current code;
+5. makes one payout of the simulated SC Cluster pool (simnet's `ClusterPool`, reading the BTC
    translator's acknowledged work from its monitoring API) as a coinbase to the node's wallet,
    matures it with 100 blocks and waits until the exchange's payout watcher has split it into
    the members' accounts.
@@ -24,10 +28,13 @@ The one-line commands it prints are `python -m scnode_lab demo pay|mine|miners .
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import io
 import json
 import os
+import secrets
 import shlex
 import sys
 import tarfile
@@ -88,6 +95,64 @@ KEYS = {
 }
 
 
+# The demo owner of the dashboard (a local account with the owner role, TOTP enrolled).
+OWNER = "owner"
+OWNER_FILE = "dashboard-owner.json"
+DASHBOARD_URL = "https://127.0.0.1:8443"
+DASHBOARD_ENV = "/etc/scnode/dashboard/settings.env"
+TOTP_PERIOD = 30
+_RECOVERY_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
+# Run on apps.lab as scnode-dashboard (its database's owner): the owner account with the given
+# password, TOTP secret and recovery codes, made when missing (or reset when asked).
+_OWNER_SCRIPT = """
+import json, sys
+from scnode_dashboard import security
+from scnode_dashboard.settings import DashboardSettings
+from scnode_dashboard.store import Store
+req = json.loads(sys.stdin.read())
+settings = DashboardSettings(_env_file=req["env_file"])
+store = Store(settings.database_path)
+try:
+    user = store.local_user(req["username"])
+    if user is not None and not req["reset"]:
+        print("unchanged")
+        sys.exit(0)
+    if user is None:
+        user = store.add_local_user(req["username"], security.hash_password(req["password"]),
+                                    "owner:" + req["username"], "owner")
+        state = "created"
+    else:
+        with store._tx() as db:
+            db.execute("UPDATE users SET password_hash = ? WHERE id = ?",
+                       (security.hash_password(req["password"]), user.id))
+        state = "reset"
+    store.set_totp_pending(user.id, req["totp_secret"])
+    store.activate_totp(user.id, 0, [security.hash_recovery_code(c) for c in req["recovery_codes"]])
+    print(state)
+finally:
+    store.close()
+"""
+
+
+def totp_now(secret: str, now: float | None = None) -> str:
+    """The current RFC 6238 code (SHA-1, 6 digits, 30 s) of a base32 secret."""
+    key = base64.b32decode(secret.upper() + "=" * (-len(secret) % 8))
+    step = int((time.time() if now is None else now) // TOTP_PERIOD)
+    digest = hmac.new(key, step.to_bytes(8, "big"), hashlib.sha1).digest()
+    offset = digest[-1] & 0x0F
+    value = int.from_bytes(digest[offset : offset + 4], "big") & 0x7FFFFFFF
+    return f"{value % 1_000_000:06d}"
+
+
+def owner_credentials() -> dict[str, Any] | None:
+    """The demo owner's sign-in (username, password, totp_secret, recovery_codes), if made."""
+    try:
+        data: dict[str, Any] = json.loads((CREDENTIALS / OWNER_FILE).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return data
+
+
 @dataclass
 class DemoFacts:
     """What the seeding made, for the printout and for tests."""
@@ -101,6 +166,7 @@ class DemoFacts:
     payout_seconds: float | None = None  # coinbase mined → split visible in the exchange
     miners_started: float | None = None  # time.time() of the last (re)start of the miners
     miners_seen_seconds: dict[str, float] = field(default_factory=dict)  # pool → s after start
+    owner: str | None = None  # the demo owner's dashboard username
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -172,6 +238,36 @@ class Demo:
         )
         argv = ["/opt/scnode-apps/current/bin/python", "-c", code, str(member_id)]
         return self.remote.on("apps", argv).strip()
+
+    # ---------------------------------------------------------------- the demo owner
+    def ensure_owner(self) -> str:
+        """The dashboard's demo owner: made on apps.lab with the credentials kept here (new
+        ones, written 0600, when there are none yet)."""
+        known = owner_credentials()
+        creds = known or {
+            "username": OWNER,
+            "password": secrets.token_urlsafe(15),
+            "totp_secret": base64.b32encode(secrets.token_bytes(20)).decode(),
+            "recovery_codes": [
+                "-".join(
+                    "".join(secrets.choice(_RECOVERY_ALPHABET) for _ in range(4)) for _ in range(3)
+                )
+                for _ in range(10)
+            ],
+        }
+        if known is None:
+            CREDENTIALS.mkdir(parents=True, exist_ok=True)
+            CREDENTIALS.chmod(0o700)
+            _write_secret(CREDENTIALS / OWNER_FILE, json.dumps(creds, indent=2))
+        request = {**creds, "reset": known is None, "env_file": DASHBOARD_ENV}
+        python = "/opt/scnode-apps/current/bin/python"
+        command = f"cd / && runuser -u scnode-dashboard -- {python} -c {shlex.quote(_OWNER_SCRIPT)}"
+        proc = self.remote.ssh("apps", command, input_bytes=json.dumps(request).encode())
+        state = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else "?"
+        if state != "unchanged":
+            self.say(f"dashboard owner {creds['username']!r} {state} (TOTP enrolled)")
+        self.facts.owner = str(creds["username"])
+        return self.facts.owner
 
     # ---------------------------------------------------------------- members and workers
     def wait_exchange(self, timeout: float = 120) -> None:
@@ -363,6 +459,7 @@ class Demo:
         self.wait_exchange()
         self.fetch_credentials()
         self.ensure_members()
+        self.ensure_owner()
         self.ensure_workers()
         # (re)started when they changed, or once to measure how soon the stats APIs show them
         if self.install_miners(restart=not self.facts.miners_seen_seconds):
@@ -506,6 +603,16 @@ def summary(lab: Lab, facts: DemoFacts | None) -> str:
         "  exchange-owner.token  owner API key   member-<handle>.token  12 h member sessions"
     )
     lines.append("  stratum-api-*-read.token, chain-api-*-read.token  read keys")
+    owner = owner_credentials() if facts is not None and facts.owner else None
+    if owner is not None:
+        lines.append(
+            f"owner dashboard: {DASHBOARD_URL}/login → {DASHBOARD_URL}/owner/members  "
+            f"demo owner {owner['username']} / {owner['password']}"
+        )
+        lines.append(
+            f"  TOTP code: {py} demo owner-code  (secret, recovery codes: "
+            f"{CREDENTIALS}/{OWNER_FILE})"
+        )
     if facts is not None and facts.members:
         members = ", ".join(f"{h} (id {i})" for h, i in facts.members.items())
         lines.append(f"demo members: {members}; mallory.rig9 mines unregistered (suspense)")
@@ -541,7 +648,13 @@ def _host_ip(lab: Lab, host: str) -> str:
 # -------------------------------------------------------------------- one-line commands
 def command(lab: Lab, action: str, args: list[str], chain: str = "bitcoin") -> int:
     """`demo pay HANDLE SATS`, `demo mine [N]`, `demo reorg [N]`, `demo miners start|stop`,
-    `demo balances`."""
+    `demo balances`, `demo owner-code`."""
+    if action == "owner-code":
+        owner = owner_credentials()
+        if owner is None:
+            raise LabError("no demo owner yet: run `python -m scnode_lab demo` first")
+        print(totp_now(str(owner["totp_secret"])))
+        return 0
     demo = Demo(lab)
     if action == "mine":
         blocks = int(args[0]) if args else 1
