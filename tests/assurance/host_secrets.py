@@ -1,7 +1,8 @@
 """Run ON a test host (``python3 -`` over SSH, standard library only, Python 3.11+): print as
 JSON every secret the roles and the demo put on this host, ``{"<where>": "<value>", ...}``.
 
-Where secrets live (roles' READMEs): operator API keys ``/etc/scnode/keys/*.token``; secret
+Where secrets live (roles' READMEs): operator API keys ``/etc/scnode/keys/*.token`` and the
+client keys ``/etc/scnode/**/*.key`` (not PEM files: a multi-line key is never one log line); secret
 files (``*.secret``, the exchange's session secret, ``*.token`` anywhere under the config and
 state directories); ``KEY=value`` lines of env/conf files whose key names a password,
 passphrase, secret, token or private key (the chain client env with the RPC password,
@@ -56,6 +57,10 @@ def collect() -> dict[str, str]:
         if name.endswith((".token", ".secret")) or name in ("session.secret", "session-secret"):
             text = _text(path)
             if text and text.strip():
+                secrets[str(path)] = text.strip()
+        elif name.endswith(".key") and str(path).startswith("/etc/scnode"):
+            text = _text(path)  # API keys given to a client (the dashboard's client-keys)
+            if text and text.strip() and "-----BEGIN" not in text:
                 secrets[str(path)] = text.strip()
         elif name == ".cookie":
             text = _text(path)

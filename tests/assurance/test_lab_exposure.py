@@ -159,8 +159,9 @@ def _listeners(lab: ConvergedLab, host: str) -> dict[str, str]:
     return found
 
 
-def _is_wildcard(local: str) -> bool:
-    address = local.rsplit(":", 1)[0].split("%", 1)[0]
+def _is_wildcard(socket: str) -> bool:
+    """``proto address:port`` on any address (IPv4, IPv6 or both)."""
+    address = socket.split()[-1].rsplit(":", 1)[0].split("%", 1)[0]
     return address in WILDCARDS
 
 
