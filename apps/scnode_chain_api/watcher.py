@@ -273,9 +273,15 @@ class ChainWatcher:
             if last:
                 # One call covers every output whose confirmations can still change: the
                 # wallet's transactions of the last `track` blocks, the mempool and conflicts.
-                # (The first run lists the whole wallet.)
+                # (The first run lists the whole wallet.) After a downtime longer than `track`
+                # blocks it reaches back to the last block this API saw instead, so a payment
+                # confirmed meanwhile is never missed (listsinceblock starts from the fork point
+                # when that block has since been reorged away).
                 start = int(await self._rpc.call("getblockcount")) - self._track
-                if start > 0:
+                seen_height = await self._height_of(last)
+                if seen_height is not None and seen_height < start:
+                    base = last
+                elif start > 0:
                     base = str(await self._rpc.call("getblockhash", start))
             result = await self._rpc.call(
                 "listsinceblock", base, 1, True, True, wallet=self._wallet
@@ -306,6 +312,16 @@ class ChainWatcher:
                 self._store.set_state("last_block", lastblock)
                 self._changed()
             self._store.prune_events(100_000)
+
+    async def _height_of(self, block_hash: str) -> int | None:
+        """The height of a block the daemon knows (also a stale one), else None."""
+        try:
+            header = await self._rpc.call("getblockheader", block_hash)
+        except ChainRpcError as exc:
+            if exc.code == RPC_INVALID_ADDRESS_OR_KEY:
+                return None
+            raise
+        return int(header["height"])
 
     def _apply_entry(self, entry: dict[str, Any]) -> tuple[str, int] | None:
         category = str(entry.get("category", ""))

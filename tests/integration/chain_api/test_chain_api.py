@@ -187,6 +187,37 @@ def test_api_restart_catches_up_from_the_wallet(
         assert hits and hits[-1]["data"]["confirmations"] == 2
 
 
+def test_api_down_for_more_blocks_than_it_tracks_misses_no_payment(
+    funded_node: ChainNode, start_chain_api: Callable[..., ChainApi]
+) -> None:
+    """Down while a payment confirms deeper than TRACK_CONFIRMATIONS (6 here): the restart
+    still journals it (the fault test lost deposits this way when blocks came every second)."""
+    api = start_chain_api(funded_node)
+    with api.client("deposit") as client:
+        address = client.post("/v1/members/m10/addresses").json()["address"]
+    with api.client() as client:  # the API has reconciled (seen the tip) before it goes down
+        deadline = time.monotonic() + 10
+        while not any(
+            e["kind"] == "block"
+            for e in client.get("/v1/events/recent", params={"limit": 100}).json()["events"]
+        ):
+            assert time.monotonic() < deadline, "the API never reported the tip"
+            time.sleep(0.2)
+    api.kill9()
+    txid = funded_node.pay(address, 66_000)
+    funded_node.mine(10)
+    api.start()
+    with api.client() as client:
+        deadline = time.monotonic() + 15
+        hits: list[dict[str, Any]] = []
+        while time.monotonic() < deadline and not hits:
+            kinds = client.get("/v1/events/recent", params={"limit": 100}).json()["events"]
+            hits = [e for e in kinds if e["kind"] == "wallet_tx" and e["data"]["txid"] == txid]
+            time.sleep(0.2)
+        assert hits, "the payment confirmed while the API was down was never journalled"
+        assert hits[-1]["data"]["confirmations"] == 10
+
+
 def test_keys_and_scopes_are_enforced(
     funded_node: ChainNode, start_chain_api: Callable[..., ChainApi]
 ) -> None:
