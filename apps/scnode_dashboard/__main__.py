@@ -16,7 +16,7 @@ from scnode_dashboard.settings import DashboardSettings
 
 def main(argv: list[str] | None = None) -> int:
     parser = cli.parser("scnode-dashboard", __doc__, "SCNODE_DASHBOARD_")
-    cli.add_listen_arguments(parser, 8420)
+    cli.add_listen_arguments(parser, 8430)
     commands = parser.add_subparsers(dest="command")
     add = commands.add_parser("add-local-user", help="add a local account (password on stdin)")
     add.add_argument("username")
