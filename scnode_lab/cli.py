@@ -56,7 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     seed = sub.add_parser(
         "demo",
         help="seed the converged lab with demo data (make lab), or drive it: "
-        "pay HANDLE SATS | mine [N] | reorg [N] | miners start|stop|status | balances | show",
+        "pay HANDLE SATS | mine [N] | reorg [N] | miners start|stop|status | balances | show"
+        " | owner-code",
     )
     seed.add_argument("--name", default=DEFAULT_NAME)
     seed.add_argument("--chain", choices=sorted(demo.CHAINS), default="bitcoin")
