@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -48,23 +48,14 @@ from scnode_exchange.ledger.service import SATS
 from scnode_exchange.lightning.bolt11 import CURRENCY, DecodedInvoice
 from scnode_exchange.lightning.models import LightningInvoice, LightningPayment
 from scnode_exchange.lightning.service import reference as invoice_reference
+from scnode_exchange.refusals import DAY, IDEMPOTENCY_KEY_CHARS, RefusalError
 
-DAY = timedelta(hours=24)
-KEY_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:-")
+KEY_CHARS = IDEMPOTENCY_KEY_CHARS
 LIVE = ("reserved", "sending", "complete")
 
 
-class LightningPaymentError(Exception):
+class LightningPaymentError(RefusalError):
     """A refusal; ``status`` is the HTTP status the API answers with, ``code`` its reason."""
-
-    status = 400
-    code = "error"
-
-    def __init__(self, reason: str, code: str | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        if code is not None:
-            self.code = code
 
 
 class PaymentRefusedError(LightningPaymentError):

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -39,6 +39,7 @@ from scnode_exchange.ledger import (
     MemberFrozenError,
 )
 from scnode_exchange.ledger.models import utcnow
+from scnode_exchange.refusals import DAY, IDEMPOTENCY_KEY_CHARS, RefusalError
 from scnode_exchange.withdrawals.address import AddressError, decode_segwit
 from scnode_exchange.withdrawals.models import (
     APPROVED,
@@ -60,23 +61,9 @@ from scnode_exchange.withdrawals.models import (
 )
 from scnode_exchange.withdrawals.settings import WithdrawalPolicy
 
-IDEMPOTENCY_KEY_CHARS = frozenset(
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:-"
-)
-DAY = timedelta(hours=24)
 
-
-class WithdrawalError(Exception):
+class WithdrawalError(RefusalError):
     """Base of the withdrawal refusals; ``status`` is the HTTP status the API answers with."""
-
-    status = 400
-    code = "error"
-
-    def __init__(self, reason: str, code: str | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        if code is not None:
-            self.code = code
 
 
 class WithdrawalRefusedError(WithdrawalError):
