@@ -25,7 +25,7 @@ COLLECTION_LINK := collections/ansible_collections/satoshiware/scnode
 # instead of silently eating CI's whole budget. Each is well above the stage's measured time.
 # The test-host stage: the whole node converged once (site.yml, demo, second run) and the tests on
 # it, plus the small labs that fit; the longer own-lab tests are in make test-long.
-STAGE_TIMEOUT_PYTEST    ?= 1500
+STAGE_TIMEOUT_PYTEST    ?= 2400
 STAGE_TIMEOUT_TESTHOSTS ?= 3300
 STAGE_TIMEOUT_MOLECULE  ?= 1800
 STAGE := timeout --kill-after=30 --verbose
