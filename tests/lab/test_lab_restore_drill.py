@@ -9,7 +9,8 @@ Drill: deposits to the old node's wallet → playbooks/backup.yml (fetched to th
 the old host is destroyed (its container stopped for good) → playbooks/restore.yml on the
 new host → the same balance, the same addresses and labels, and the next address
 the wallet hands out is the one the old node would have given. Then the backup_timer role's
-timer on the new host: enabled, and its service makes a backup on the node by itself.
+timer on the new host: enabled, and its service makes a backup on the node by itself; and a
+rewrite of Core Lightning's emergency.recover (a channel change) makes one too.
 """
 
 from __future__ import annotations
@@ -235,3 +236,19 @@ def test_restore_drill(scnode_lab_factory: Callable[..., LabHandle], tmp_path: P
     nightly = json.loads(drill.sh("new", f"cat /var/backups/scnode/{made[0]}"))
     assert nightly["chain"]["height"] == drill.rpc("new", "getblockcount")
     assert nightly["engine"] == "cli"  # Debian has no python3-pyrage: the age command
+
+    # a channel change (lightningd rewrites emergency.recover) starts a backup by itself
+    assert drill.sh("new", "systemctl is-active scnode-backup-lightning.path").strip() == "active"
+    drill.sh(
+        "new",
+        "mkdir -p /var/lib/lightning/bitcoin && "
+        "head -c 64 /dev/urandom > /var/lib/lightning/bitcoin/emergency.recover",
+    )
+    deadline = time.monotonic() + 180
+    while True:
+        # a manifest not there before (retention may drop the older ones of the same day)
+        fresh = set(drill.sh("new", "ls /var/backups/scnode").split()) - set(after)
+        if any(n.endswith(".manifest.json") for n in fresh):
+            break
+        assert time.monotonic() < deadline, "no backup after emergency.recover changed"
+        time.sleep(2)
