@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from fastapi.responses import JSONResponse
+
 # What an idempotency key may be made of (member-chosen, echoed back, logged).
 IDEMPOTENCY_KEY_CHARS = frozenset(
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:-"
@@ -24,3 +26,28 @@ class RefusalError(Exception):
         self.reason = reason
         if code is not None:
             self.code = code
+
+
+class IdempotencyKeyMissingError(RefusalError):
+    """A money request without an idempotency key, or with two different ones."""
+
+    status = 422
+    code = "idempotency_key_required"
+
+
+def idempotency_key(field: str | None, header: str | None) -> str:
+    """The request's idempotency key: the body field or the ``Idempotency-Key`` header (the
+    same one when both are given)."""
+    key = field or header
+    if key is None:
+        raise IdempotencyKeyMissingError(
+            "an idempotency key is required (field or Idempotency-Key header)"
+        )
+    if field and header and field != header:
+        raise IdempotencyKeyMissingError("field and header idempotency keys differ", "bad_request")
+    return key
+
+
+def refusal_response(exc: RefusalError) -> JSONResponse:
+    """The API's answer to a refusal: ``{detail, code}`` with its status."""
+    return JSONResponse({"detail": exc.reason, "code": exc.code}, status_code=exc.status)

@@ -33,6 +33,8 @@ from scnode_exchange.lightning.payments import (
     PaymentInfo,
 )
 from scnode_exchange.lightning.payworker import LightningPayments, LightningUnavailableError
+from scnode_exchange.refusals import RefusalError, refusal_response
+from scnode_exchange.refusals import idempotency_key as key_of
 
 Limit = Annotated[int, Query(ge=1, le=500)]
 PaymentId = Annotated[int, Path(ge=1, le=DB_INT_MAX)]
@@ -46,10 +48,6 @@ class PaymentRequest(BaseModel):
 
 class QuoteRequest(BaseModel):
     bolt11: str = Field(min_length=1, max_length=4096)
-
-
-def _refusal(exc: LightningPaymentError) -> JSONResponse:
-    return JSONResponse({"detail": exc.reason, "code": exc.code}, status_code=exc.status)
 
 
 def _unavailable(exc: Exception) -> JSONResponse:
@@ -95,7 +93,7 @@ def build_router(
         try:
             return await svc.quote(who.member_id, body.bolt11)
         except LightningPaymentError as exc:
-            return _refusal(exc)
+            return refusal_response(exc)
         except LightningUnavailableError as exc:
             return _unavailable(exc)
 
@@ -106,24 +104,11 @@ def build_router(
         svc: LightningPayments = the_payments,
         idempotency_key: Annotated[str | None, Header(max_length=128)] = None,
     ) -> JSONResponse:
-        key = body.idempotency_key or idempotency_key
-        if key is None:
-            return JSONResponse(
-                {
-                    "detail": "an idempotency key is required (field or Idempotency-Key header)",
-                    "code": "idempotency_key_required",
-                },
-                status_code=422,
-            )
-        if body.idempotency_key and idempotency_key and body.idempotency_key != idempotency_key:
-            return JSONResponse(
-                {"detail": "field and header idempotency keys differ", "code": "bad_request"},
-                status_code=422,
-            )
         try:
+            key = key_of(body.idempotency_key, idempotency_key)
             info = await svc.pay(who.member_id, body.bolt11, key)
-        except LightningPaymentError as exc:
-            return _refusal(exc)
+        except RefusalError as exc:
+            return refusal_response(exc)
         except LightningUnavailableError as exc:
             return _unavailable(exc)
         return JSONResponse(
@@ -157,6 +142,6 @@ def build_router(
         try:
             return svc.get(payment_id, member_id=who.member_id).to_json()
         except LightningPaymentError as exc:
-            return _refusal(exc)
+            return refusal_response(exc)
 
     return router

@@ -29,6 +29,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from scnode_core.openapi import DB_INT_MAX
+from scnode_exchange.refusals import RefusalError, refusal_response
+from scnode_exchange.refusals import idempotency_key as key_of
 from scnode_exchange.withdrawals.models import STATES
 from scnode_exchange.withdrawals.service import (
     WithdrawalError,
@@ -70,10 +72,6 @@ class WithdrawalRequest(BaseModel):
 
 class Rejection(BaseModel):
     reason: str = Field(min_length=1, max_length=1000)
-
-
-def _refusal(exc: WithdrawalError) -> JSONResponse:
-    return JSONResponse({"detail": exc.reason, "code": exc.code}, status_code=exc.status)
 
 
 def _page(rows: list[WithdrawalInfo], limit: int) -> dict[str, Any]:
@@ -132,24 +130,11 @@ def build_router(
         who: MemberLike = a_member,
         idempotency_key: Annotated[str | None, Header(max_length=128)] = None,
     ) -> JSONResponse:
-        key = body.idempotency_key or idempotency_key
-        if key is None:
-            return JSONResponse(
-                {
-                    "detail": "an idempotency key is required (field or Idempotency-Key header)",
-                    "code": "idempotency_key_required",
-                },
-                status_code=422,
-            )
-        if body.idempotency_key and idempotency_key and body.idempotency_key != idempotency_key:
-            return JSONResponse(
-                {"detail": "field and header idempotency keys differ", "code": "bad_request"},
-                status_code=422,
-            )
         try:
+            key = key_of(body.idempotency_key, idempotency_key)
             info = svc.request_withdrawal(who.member_id, body.chain, body.address, body.amount, key)
-        except WithdrawalError as exc:
-            return _refusal(exc)
+        except RefusalError as exc:
+            return refusal_response(exc)
         if not info.replayed:
             _wake(request)
         return JSONResponse(
@@ -176,7 +161,7 @@ def build_router(
         try:
             info = svc.get(withdrawal_id, member_id=who.member_id)
         except WithdrawalError as exc:
-            return _refusal(exc)
+            return refusal_response(exc)
         return {**info.to_json(), "events": [e.to_json() for e in svc.events(info.id)]}
 
     @router.post("/v1/withdrawals/{withdrawal_id}/cancel", response_model=None)
@@ -188,7 +173,7 @@ def build_router(
         try:
             return svc.cancel(who.member_id, withdrawal_id).to_json()
         except WithdrawalError as exc:
-            return _refusal(exc)
+            return refusal_response(exc)
 
     # -- owner ---------------------------------------------------------------------------
     @router.get("/v1/owner/withdrawals", response_model=None)
@@ -218,7 +203,7 @@ def build_router(
         try:
             info = svc.get(withdrawal_id)
         except WithdrawalError as exc:
-            return _refusal(exc)
+            return refusal_response(exc)
         return {**info.to_json(), "events": [e.to_json() for e in svc.events(info.id)]}
 
     @router.post("/v1/owner/withdrawals/{withdrawal_id}/approve", response_model=None)
@@ -231,7 +216,7 @@ def build_router(
         try:
             info = svc.approve(withdrawal_id, who.actor)
         except WithdrawalError as exc:
-            return _refusal(exc)
+            return refusal_response(exc)
         _wake(request)
         return info.to_json()
 
@@ -245,6 +230,6 @@ def build_router(
         try:
             return svc.reject(withdrawal_id, who.actor, body.reason).to_json()
         except WithdrawalError as exc:
-            return _refusal(exc)
+            return refusal_response(exc)
 
     return router
