@@ -12,11 +12,14 @@ tests/assurance) can trust it, and the bounds of the integers the apps store.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Path, Query
 
 DB_INT_MAX = 2**63 - 1
+# A database row id in a path, and an optional id or paging cursor in a query: 1..DB_INT_MAX.
+DbId = Annotated[int, Path(ge=1, le=DB_INT_MAX)]
+DbIdQuery = Annotated[int | None, Query(ge=1, le=DB_INT_MAX)]
 
 
 def document_error_details(app: FastAPI) -> None:

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field, StrictInt
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from scnode_core.openapi import DbId, DbIdQuery
 from scnode_exchange.api.auth import MemberDep
 from scnode_exchange.api.runtime import Runtime, runtime_dep
 from scnode_exchange.db import Base
@@ -29,7 +30,7 @@ from scnode_exchange.trading.service import PlaceResult
 
 RuntimeDep = Annotated[Runtime, Depends(runtime_dep)]
 Limit = Annotated[int, Query(ge=1, le=500)]
-BeforeId = Annotated[int | None, Query(ge=1)]
+BeforeId = DbIdQuery
 
 
 class OrderIn(BaseModel):
@@ -373,7 +374,7 @@ def build_router() -> APIRouter:
             return member_orders(session, member.member_id, which, before_id, limit)
 
     @router.get("/orders/{order_id:int}")
-    def one_order(order_id: int, member: MemberDep, rt: RuntimeDep) -> dict[str, Any]:
+    def one_order(order_id: DbId, member: MemberDep, rt: RuntimeDep) -> dict[str, Any]:
         with rt.readers() as session:
             order = session.get(Order, order_id)
             if order is None or order.member_id != member.member_id:
@@ -381,7 +382,7 @@ def build_router() -> APIRouter:
             return order_json(order, _filled(session, [order.id])[order.id])
 
     @router.delete("/orders/{order_id:int}")
-    async def cancel(order_id: int, member: MemberDep, rt: RuntimeDep) -> dict[str, Any]:
+    async def cancel(order_id: DbId, member: MemberDep, rt: RuntimeDep) -> dict[str, Any]:
         rt.order_limiter.check(f"member:{member.member_id}")
         await rt.cancel(member.member_id, order_id)
         return await rt.run(_order_view, rt, order_id)

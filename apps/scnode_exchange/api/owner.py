@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, status
 from pydantic import BaseModel, Field, StrictInt
 from sqlalchemy import select
 
+from scnode_core.openapi import DbId, DbIdQuery
 from scnode_exchange.api.auth import OwnerDep
 from scnode_exchange.api.member import balances
 from scnode_exchange.api.runtime import Runtime, runtime_dep
@@ -73,7 +74,7 @@ def build_router() -> APIRouter:
     def members(
         _: OwnerDep,
         rt: RuntimeDep,
-        before_id: int | None = None,
+        before_id: DbIdQuery = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
     ) -> list[dict[str, Any]]:
         query = select(Member).order_by(Member.id.desc()).limit(limit)
@@ -87,7 +88,7 @@ def build_router() -> APIRouter:
         return member_json(rt.owner.create_member(owner.actor, body.handle, body.reason))
 
     @router.get("/members/{member_id}")
-    def member(member_id: int, _: OwnerDep, rt: RuntimeDep) -> dict[str, Any]:
+    def member(member_id: DbId, _: OwnerDep, rt: RuntimeDep) -> dict[str, Any]:
         with rt.readers() as session:
             row = session.get(Member, member_id)
             if row is None:
@@ -95,19 +96,23 @@ def build_router() -> APIRouter:
             return {**member_json(row), "balances": balances(session, member_id)}
 
     @router.post("/members/{member_id}/adjustments", status_code=status.HTTP_201_CREATED)
-    def adjust(member_id: int, body: Adjustment, owner: OwnerDep, rt: RuntimeDep) -> dict[str, Any]:
+    def adjust(
+        member_id: DbId, body: Adjustment, owner: OwnerDep, rt: RuntimeDep
+    ) -> dict[str, Any]:
         entry, created = rt.owner.adjust(
             owner.actor, member_id, body.asset, body.amount, body.reason, body.idempotency_key
         )
         return {"entry_id": entry.id, "created": created, "reference": entry.reference}
 
     @router.post("/members/{member_id}/freeze")
-    def freeze(member_id: int, body: ReasonOnly, owner: OwnerDep, rt: RuntimeDep) -> dict[str, Any]:
+    def freeze(
+        member_id: DbId, body: ReasonOnly, owner: OwnerDep, rt: RuntimeDep
+    ) -> dict[str, Any]:
         return member_json(rt.owner.freeze(owner.actor, member_id, body.reason))
 
     @router.post("/members/{member_id}/unfreeze")
     def unfreeze(
-        member_id: int, body: ReasonOnly, owner: OwnerDep, rt: RuntimeDep
+        member_id: DbId, body: ReasonOnly, owner: OwnerDep, rt: RuntimeDep
     ) -> dict[str, Any]:
         return member_json(rt.owner.unfreeze(owner.actor, member_id, body.reason))
 
@@ -115,9 +120,9 @@ def build_router() -> APIRouter:
     def audit(
         _: OwnerDep,
         rt: RuntimeDep,
-        member_id: int | None = None,
+        member_id: DbIdQuery = None,
         action: Annotated[str | None, Query(max_length=32)] = None,
-        before_id: int | None = None,
+        before_id: DbIdQuery = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
     ) -> dict[str, Any]:
         rows = rt.owner.audit_log(

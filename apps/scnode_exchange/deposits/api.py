@@ -28,6 +28,7 @@ from typing import Annotated, Any, Protocol
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from pydantic import BaseModel, Field
 
+from scnode_core.openapi import DbId, DbIdQuery
 from scnode_exchange.chainclient import (
     ChainApiClient,
     ChainApiError,
@@ -144,7 +145,7 @@ def build_router(
         deposits: DepositService = service_dep,
         chain: str | None = None,
         state: Annotated[list[str] | None, Query()] = None,
-        before: Annotated[int | None, Query(ge=1)] = None,
+        before: DbIdQuery = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
     ) -> Any:
         unknown = set(state or ()) - set(DEPOSIT_STATES)
@@ -176,7 +177,7 @@ def build_router(
 
     @router.post("/v1/owner/deposits/alerts/{alert_id}/resolve")
     def resolve(
-        alert_id: int,
+        alert_id: DbId,
         body: ResolveRequest,
         who: OwnerLike = owner_dep,
         deposits: DepositService = service_dep,

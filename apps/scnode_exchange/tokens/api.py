@@ -29,6 +29,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from starlette.datastructures import State
 
+from scnode_core.openapi import DbId
 from scnode_exchange.api.auth import MemberAuthenticator, MemberDep, MemberPrincipal
 from scnode_exchange.api.runtime import Runtime, runtime_dep
 from scnode_exchange.marketdata.queries import timestamp
@@ -162,7 +163,7 @@ def build_router() -> APIRouter:
         return made
 
     @router.delete("/{token_id}", status_code=status.HTTP_204_NO_CONTENT)
-    async def revoke(token_id: int, who: MemberDep, rt: RuntimeDep) -> None:
+    async def revoke(token_id: DbId, who: MemberDep, rt: RuntimeDep) -> None:
         _session_only(who)
 
         def write() -> bool:

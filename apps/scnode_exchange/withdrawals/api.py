@@ -24,11 +24,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Protocol
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from scnode_core.openapi import DB_INT_MAX
+from scnode_core.openapi import DB_INT_MAX, DbId, DbIdQuery
 from scnode_exchange.refusals import RefusalError, refusal_response
 from scnode_exchange.refusals import idempotency_key as key_of
 from scnode_exchange.withdrawals.models import STATES
@@ -59,7 +59,7 @@ OwnerDep = Callable[..., Awaitable[OwnerLike]] | Callable[..., OwnerLike]
 
 Limit = Annotated[int, Query(ge=1, le=500)]
 # ids and cursors a database integer can hold (a larger one is bad input, not a server error)
-WithdrawalId = Annotated[int, Path(le=DB_INT_MAX)]
+WithdrawalId = DbId
 Before = Annotated[int | None, Query(ge=1, le=DB_INT_MAX)]
 
 
@@ -181,7 +181,7 @@ def build_router(
         svc: WithdrawalService = the_service,
         _: OwnerLike = the_owner,
         state: str | None = None,
-        member_id: Annotated[int | None, Query(le=DB_INT_MAX)] = None,
+        member_id: DbIdQuery = None,
         limit: Limit = 50,
         before: Before = None,
     ) -> JSONResponse | dict[str, Any]:
