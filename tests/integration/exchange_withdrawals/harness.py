@@ -39,6 +39,7 @@ class Exchange:
     url: str
     prefix: str = field(default_factory=lambda: "t" + secrets.token_hex(4))
     proc: subprocess.Popen[bytes] | None = None
+    starts: int = 0  # worker processes started (each logs "withdrawal worker started" once up)
 
     def __post_init__(self) -> None:
         upgrade(self.url)
@@ -98,6 +99,7 @@ class Exchange:
             env=env,
         )
         log.close()
+        self.starts += 1
         return self.proc
 
     def worker_log(self) -> str:
@@ -112,6 +114,15 @@ class Exchange:
     def stop_worker(self) -> int | None:
         if self.proc is None or self.proc.poll() is not None:
             return None if self.proc is None else self.proc.returncode
+        # a SIGTERM before the worker is up (its handler installed) ends it with -15 rather
+        # than a clean stop: on a quiet machine the work can be done before that
+        deadline = time.monotonic() + 30
+        while (
+            self.worker_log().count("withdrawal worker started") < self.starts
+            and self.proc.poll() is None
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.05)
         self.proc.terminate()
         try:
             return self.proc.wait(10)
