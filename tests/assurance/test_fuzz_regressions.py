@@ -170,9 +170,7 @@ def test_every_integer_id_and_cursor_of_the_exchange_is_bounded(exchange: Node) 
                 named = param["in"] == "path" or param["name"].endswith(("_id", "before"))
                 if not ints or not named:
                     continue
-                bounds = (ints[0].get("minimum"), ints[0].get("maximum"))
-                if bounds[0] is None or bounds[0] < 1 or bounds[1] is None:
-                    unbounded.append(f"{method.upper()} {path} {param['name']} {bounds}")
-                elif bounds[1] > DB_INT_MAX:
-                    unbounded.append(f"{method.upper()} {path} {param['name']} {bounds}")
+                low, high = ints[0].get("minimum"), ints[0].get("maximum")
+                if low is None or low < 1 or high is None or high > DB_INT_MAX:
+                    unbounded.append(f"{method.upper()} {path} {param['name']} {(low, high)}")
     assert unbounded == [], "\n".join(unbounded)
