@@ -260,8 +260,10 @@ def build_router(
         if body.work is not None:
             work = body.work
         elif work_source is None:
+            # nothing is down: this node has no stats API, so the request must carry the work
             raise HTTPException(
-                status.HTTP_503_SERVICE_UNAVAILABLE, "no stats API configured: give work"
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                "no stats API is configured on this node: give work",
             )
         else:
             try:
