@@ -375,7 +375,14 @@ def create_app(settings: ChainApiSettings) -> FastAPI:
         # a block hash (the daemon's -8 for anything else would have been a 502)
         since: Annotated[str | None, Query(pattern="^[0-9a-fA-F]{64}$")] = None,
     ) -> dict[str, Any]:
-        result = await rpc.call("listsinceblock", since or "", 1, True, wallet=settings.wallet)
+        try:
+            result = await rpc.call(
+                "listsinceblock", since or "", 1, True, wallet=settings.wallet
+            )
+        except ChainRpcError as exc:
+            if exc.code == -5:  # RPC_INVALID_ADDRESS_OR_KEY "Block not found": the caller's hash
+                raise HTTPException(422, "since: no block with that hash on this node") from exc
+            raise
         txs = sorted(result.get("transactions", []), key=lambda t: t.get("time", 0), reverse=True)[
             :limit
         ]

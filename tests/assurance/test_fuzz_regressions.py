@@ -3,7 +3,8 @@ on the app built in-process, so they run in a second:
 
 * an id, cursor or ``after`` beyond a database integer reached SQLite, whose ``OverflowError``
   became a 500 (exchange withdrawals, Lightning API payments, stratum events, chain API SSE);
-* the chain API passed any ``since`` to ``listsinceblock``: the daemon's -8 came back as a 502;
+* the chain API passed any ``since`` to ``listsinceblock``: the daemon's -8 (not a hash) and -5
+  (no such block, tests/integration/chain_api) came back as 502s;
 * every app's own refusals (``{"detail": "<sentence>"}`` with 422) broke the schema FastAPI
   documents for 422 (a list of errors);
 * the exchange's CSV export and the chain API's event stream answered content types their

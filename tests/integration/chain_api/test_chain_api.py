@@ -284,6 +284,12 @@ def test_upstream_master_api_paths_answer_with_keys(
         assert any(r["mature"] for r in rewards) and any(not r["mature"] for r in rewards)
         summary = client.get("/v1/btc/wallet/summary").json()
         assert summary["trusted_sats"] > 0
+        # a `since` block the daemon does not know is the caller's mistake, not a 502 (fuzzing)
+        lastblock = client.get("/v1/btc/wallet/transactions").json()["lastblock"]
+        assert client.get(f"/v1/btc/wallet/transactions?since={lastblock}").status_code == 200
+        unknown = client.get(f"/v1/btc/wallet/transactions?since={'ab' * 32}")
+        assert unknown.status_code == 422, unknown.text
+        assert "no block with that hash" in unknown.json()["detail"]
 
 
 def test_server_sent_events_stream_deposits_with_ids(
