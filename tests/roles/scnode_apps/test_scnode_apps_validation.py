@@ -113,6 +113,11 @@ MORE_CASES: dict[str, tuple[dict[str, Any], list[str] | None]] = {
         },
         ["same port", "8401, 8401"],
     ),
+    # the Lightning API (default port 8420) was left out of this check (a one-host node)
+    "lightning_api_and_exchange_same_port": (
+        {**EXCHANGE, "scnode_apps_lightning_api_enabled": True, "scnode_apps_exchange_port": 8420},
+        ["same port", "8420, 8420", "scnode_apps_lightning_api"],
+    ),
     "chain_published_on_its_own_port": (
         {
             "scnode_apps_chain_apis": [{**BTC, "publish_port": 8401, "publish_sources": ["x"]}],
