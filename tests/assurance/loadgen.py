@@ -12,8 +12,10 @@ says it was sent), nothing paid that the exchange does not know of.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import threading
@@ -45,6 +47,22 @@ SETTLED = {"confirmed", "failed", "cancelled", "rejected"}
 RPC_TIMEOUT = 3  # the chain APIs' timeout for a daemon's answer, seconds
 START = 120.0  # seconds an app may take to answer (imports alone are slow on a loaded machine)
 KINDS = ("order", "cancel", "withdraw", "balances", "deposit")
+# what a fault can SIGKILL: the exchange, each chain API and each chain stand-in daemon
+TARGETS = ("exchange", "api:bitcoin", "api:azcoin", "node:bitcoin", "node:azcoin")
+PROBE_TIMEOUT = 180.0  # seconds a deposit paid after a restart may take to be credited
+
+
+@dataclass
+class Fault:
+    """One kill -9 and how the system came back: ``restart_s`` from the kill until the process
+    answers again (its health check; for a stand-in, RPC out of warm-up), ``recovered_s`` from
+    the kill until a deposit paid after the restart is credited by the exchange (the whole
+    chain stand-in → chain API → exchange path works again; None if the run ended first)."""
+
+    target: str
+    at_s: float  # since the load began
+    restart_s: float = 0.0
+    recovered_s: float | None = None
 
 
 @dataclass
@@ -66,12 +84,18 @@ class Stats:
             self.latencies[kind].append(seconds)
             self.statuses[kind][status] += 1
 
-    def server_errors(self) -> dict[str, int]:
-        return {
-            kind: sum(n for code, n in codes.items() if code >= 500)
-            for kind, codes in self.statuses.items()
-            if any(code >= 500 for code in codes)
-        }
+    def server_errors(self, allow: tuple[int, ...] = ()) -> dict[str, int]:
+        """5xx answers per request kind, but those in ``allow``."""
+        with self.lock:
+            counts = {
+                kind: sum(n for code, n in codes.items() if code >= 500 and code not in allow)
+                for kind, codes in self.statuses.items()
+            }
+        return {kind: n for kind, n in counts.items() if n}
+
+    def status_count(self, status: int) -> int:
+        with self.lock:
+            return sum(codes.get(status, 0) for codes in self.statuses.values())
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -119,6 +143,9 @@ class World:
                                             "flat_fee": BTC_FEE, "confirmations": 1}},
                 "WITHDRAWAL_APPROVAL_THRESHOLD": str(10**12),
                 "WITHDRAWAL_POLL_SECONDS": "0.2",
+                # every member logs in from 127.0.0.1 at the start (the login limit is per
+                # address, 10 a minute by default; tests/assurance/test_rate_limits.py has it)
+                "LOGINS_PER_MINUTE": str(max(10, 2 * self.members)),
             },
         )  # fmt: skip
         self.exchange.other_logs = [c.root / "api" / "api.log" for c in self.chains.values()]
@@ -304,12 +331,114 @@ class World:
             self.stats.audits += 1
             self.stats.audit_problems.extend(report.problems)
 
+    # ------------------------------------------------------------------ faults
+    def kill9(self, target: str, pause: float = 0.0) -> float:
+        """SIGKILL one process of ``TARGETS`` and, after ``pause`` s, start it again as systemd
+        would (Restart=always): the apps on their env files, a chain stand-in on its own datadir
+        and ports, so its chain and wallets persist as a real bitcoind's do. Returns the seconds
+        from the kill until it answers again."""
+        kind, _, coin = target.partition(":")
+        began = time.monotonic()
+        if kind == "exchange":
+            proc = self.exchange.proc
+            assert proc is not None
+            proc.send_signal(signal.SIGKILL)
+            assert proc.wait(10) == -signal.SIGKILL
+            time.sleep(pause)
+            start_exchange(self.exchange)
+        elif kind == "api":
+            api = self.chains[coin].api
+            assert api is not None and api.proc is not None
+            api.proc.send_signal(signal.SIGKILL)
+            assert api.proc.wait(10) == -signal.SIGKILL
+            time.sleep(pause)
+            start_chain_api(api)
+        elif kind == "node":
+            node = self.chains[coin].node
+            assert node.proc is not None and node.proc.poll() is None
+            node.proc.send_signal(signal.SIGKILL)
+            assert node.proc.wait(10) == -signal.SIGKILL
+            node.kill()  # drops the handle's RPC connection
+            time.sleep(pause)
+            node.start(timeout=START)
+            wait_rpc_ready(node, START)
+        else:
+            raise ValueError(f"unknown fault target {target!r}")
+        return time.monotonic() - began
+
+    def probe(self, coin: str, member: int, stop: threading.Event | None = None) -> float | None:
+        """Pay a deposit to ``member`` on ``coin`` and wait (blocks come from the load's miner,
+        or are mined here without a load) until the exchange credits it: seconds, or None if
+        ``stop`` is set first. Raises if it is not credited in ``PROBE_TIMEOUT`` s."""
+        began = time.monotonic()
+        txid = self.chains[coin].node.pay(self.addresses[member, coin], FUND[coin] // 100)
+        with self.stats.lock:
+            self.payments.append((coin, txid, FUND[coin] // 100))
+        while time.monotonic() - began < PROBE_TIMEOUT:
+            if stop is None:
+                with contextlib.suppress(OSError, ChainRPCError):
+                    self.chains[coin].node.mine(1)
+            if self._credited(coin, txid):
+                return time.monotonic() - began
+            if stop is not None and stop.wait(0.5):
+                return None
+            if stop is None:
+                time.sleep(0.5)
+        raise AssertionError(f"probe deposit {coin} {txid} not credited in {PROBE_TIMEOUT}s")
+
+    def _credited(self, coin: str, txid: str) -> bool:
+        engine = make_engine(self.database_url)
+        try:
+            with make_sessionmaker(engine)() as session:
+                found = session.scalars(
+                    select(Deposit.state).where(Deposit.chain == coin, Deposit.txid == txid)
+                ).first()
+        finally:
+            engine.dispose()
+        return found == "credited"
+
+    def fault_injector(
+        self,
+        rng: random.Random,
+        faults: list[Fault],
+        every: tuple[float, float],
+        plan: list[str] | None = None,
+    ) -> Callable[[threading.Event], None]:
+        """A ``run_load(during=...)`` that, after a random wait in ``every`` (seconds), kills
+        the next target and restarts it, then probes recovery with a deposit on the target's
+        chain; ``plan`` (default: every target in a random order, round after round) until the
+        load ends. Appends to ``faults`` as it goes."""
+
+        def inject(stop: threading.Event) -> None:
+            start = time.monotonic()
+            queue = list(plan) if plan is not None else []
+            while not stop.is_set():
+                if not queue:
+                    if plan is not None:
+                        return
+                    queue = rng.sample(TARGETS, len(TARGETS))
+                target = queue.pop(0)
+                if stop.wait(rng.uniform(*every)):
+                    return
+                fault = Fault(target, round(time.monotonic() - start, 1))
+                fault.restart_s = round(self.kill9(target, pause=rng.uniform(0.0, 2.0)), 1)
+                faults.append(fault)
+                coin = target.partition(":")[2] or "bitcoin"
+                member = rng.randrange(self.members)
+                recovered = self.probe(coin, member, stop)
+                if recovered is not None:
+                    fault.recovered_s = round(time.monotonic() - start - fault.at_s, 1)
+
+        return inject
+
     # ------------------------------------------------------------------ the end
     def wait_settled(self, timeout: float = 120) -> None:
         """Mine until every payment is credited and every withdrawal is settled."""
         deadline = time.monotonic() + timeout
         while True:
-            pending = self.unsettled()
+            # then the chains: a payment whose answer a stand-in's kill cut off is not in
+            # ``payments``, but on the chain all the same
+            pending = self.unsettled() or self.uncredited_on_chain()
             if not pending:
                 return
             if time.monotonic() > deadline:
@@ -352,6 +481,33 @@ class World:
             payments = list(self.payments)
         return [f"deposit {c} {t}" for c, t, _ in payments if (c, t) not in credited] + wds
 
+    def _received(self) -> set[str]:
+        """``chain:txid:vout`` of every payment to a member address with N confirmations."""
+        ours = {addr for (_, coin), addr in self.addresses.items()}
+        received: set[str] = set()
+        for coin, chain in self.chains.items():
+            for tx in chain.node.rpc("listtransactions", "*", 100_000, wallet="wallet"):
+                if (
+                    tx.get("category") == "receive"
+                    and tx.get("address") in ours
+                    and tx.get("confirmations", 0) >= N
+                ):
+                    received.add(f"{coin}:{tx['txid']}:{tx['vout']}")
+        return received
+
+    def uncredited_on_chain(self) -> list[str]:
+        engine = make_engine(self.database_url)
+        try:
+            with make_sessionmaker(engine)() as session:
+                credited = {
+                    f"{d.chain}:{d.txid}:{d.vout}"
+                    for d in session.scalars(select(Deposit).where(Deposit.state == "credited"))
+                }
+        finally:
+            engine.dispose()
+        missing = sorted(self._received() - credited)
+        return [f"deposit {c} {t} vout {v}" for c, t, v in (k.split(":") for k in missing)]
+
     def audit(self) -> dict[str, int]:
         """The chains' wallet histories against the ledger; counts of what went wrong (all
         must be 0) and of what was checked."""
@@ -378,16 +534,7 @@ class World:
         credits: dict[str, int] = defaultdict(int)
         for ref in refs:
             credits[ref.removeprefix("deposit:")] += 1
-        ours = {addr for (_, coin), addr in self.addresses.items()}
-        received: set[str] = set()
-        for coin, chain in self.chains.items():
-            for tx in chain.node.rpc("listtransactions", "*", 100_000, wallet="wallet"):
-                if (
-                    tx.get("category") == "receive"
-                    and tx.get("address") in ours
-                    and tx.get("confirmations", 0) >= N
-                ):
-                    received.add(f"{coin}:{tx['txid']}:{tx['vout']}")
+        received = self._received()
         result["deposits_checked"] = len(received)
         result["lost_deposits"] = sum(1 for k in received if credits.get(k, 0) == 0)
         result["duplicated_deposits"] = sum(1 for k in received if credits.get(k, 0) > 1)
@@ -451,6 +598,20 @@ def start_chain(chain: Chain) -> Chain:
     chain.api.write_config()
     start_chain_api(chain.api)
     return chain
+
+
+def wait_rpc_ready(node: ChainNode, timeout: float) -> None:
+    """Until the stand-in's RPC answers out of warm-up (fresh connections: thread-safe)."""
+    body = json.dumps({"jsonrpc": "1.0", "id": "r", "method": "getblockcount", "params": []})
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            if node.raw_request(body.encode())[0] == 200:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(
+        f"{node.coin} stand-in RPC not ready in {timeout}s:\n{node.output()[-3000:]}"
+    )
 
 
 def start_chain_api(api: ChainApi, timeout: float = START) -> None:
