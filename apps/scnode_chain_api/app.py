@@ -376,9 +376,7 @@ def create_app(settings: ChainApiSettings) -> FastAPI:
         since: Annotated[str | None, Query(pattern="^[0-9a-fA-F]{64}$")] = None,
     ) -> dict[str, Any]:
         try:
-            result = await rpc.call(
-                "listsinceblock", since or "", 1, True, wallet=settings.wallet
-            )
+            result = await rpc.call("listsinceblock", since or "", 1, True, wallet=settings.wallet)
         except ChainRpcError as exc:
             if exc.code == -5:  # RPC_INVALID_ADDRESS_OR_KEY "Block not found": the caller's hash
                 raise HTTPException(422, "since: no block with that hash on this node") from exc

@@ -351,8 +351,17 @@ _SEND_METHODS = frozenset({"sendtoaddress", "sendmany", "send", "sendall"})
 
 
 def _send_refusal(exc: ChainRpcError) -> tuple[int | None, str]:
+    """(status, reason) of a send the daemon refused for good, or (None, …) when its outcome is
+    not known (the send stays pending and a retry reconciles it)."""
     if exc.code in (-6, -4) and "insufficient" in exc.message.lower():
         return 409, "insufficient funds in the node wallet"
+    if exc.code == -6:
+        # bitcoind's sendtoaddress answers every transaction it cannot build (amount too small
+        # or dust, fee above -maxtxfee, fee rate below the minimum) with -6 and the reason,
+        # before anything is committed: the request's fault, and nothing was sent
+        return 422, exc.message
+    if exc.code == -4 and "too small" in exc.message.lower():
+        return 422, exc.message  # the same refusal as older bitcoinds' (and simnet's) -4
     if exc.code == -5:
         return 422, f"invalid address: {exc.message}"
     if exc.code == -3:

@@ -206,7 +206,9 @@ def create_app(settings: LightningApiSettings) -> FastAPI:
         _: Principal = read,
         member: str | None = None,
         status: Literal["unpaid", "paid", "expired"] | None = None,
-        start: Annotated[int, Query(ge=0)] = 0,
+        # lightningd's u64 index; beyond a database integer it cannot exist (and a value beyond
+        # u64 is lightningd's -32602, which came back as a 502)
+        start: Annotated[int, Query(ge=0, le=DB_INT_MAX)] = 0,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> dict[str, Any]:
         return await service.list_invoices(member=member, status=status, start=start, limit=limit)

@@ -611,7 +611,7 @@ def create_app(settings: StratumApiSettings) -> FastAPI:
 
     @app.get("/v1/translator/events/recent", tags=["upstream-compatible"])
     async def events_recent(
-        limit: int = Query(default=100, ge=1),
+        limit: int = Query(default=100, ge=1, le=DB_INT_MAX),
         category: str | None = None,
         level: str | None = None,
         contains: str | None = None,
@@ -627,7 +627,7 @@ def create_app(settings: StratumApiSettings) -> FastAPI:
 
     @app.get("/v1/translator/errors/recent", tags=["upstream-compatible"])
     async def errors_recent(
-        limit: int = Query(default=100, ge=1), _: Principal = read
+        limit: int = Query(default=100, ge=1, le=DB_INT_MAX), _: Principal = read
     ) -> list[dict[str, Any]]:
         rows = store.recent_events(min(limit, 1000), levels=["ERROR", "WARN"])
         return [record_out(e) for e in rows]
@@ -640,7 +640,7 @@ def create_app(settings: StratumApiSettings) -> FastAPI:
 
     @app.get("/v1/translator/logs/tail", tags=["upstream-compatible"])
     async def logs_tail(
-        lines: int = Query(default=200, ge=1),
+        lines: int = Query(default=200, ge=1, le=DB_INT_MAX),
         level: str | None = None,
         contains: str | None = None,
         _: Principal = read,
@@ -658,7 +658,7 @@ def create_app(settings: StratumApiSettings) -> FastAPI:
 
     @app.get("/v1/miners", tags=["upstream-compatible"])
     async def miners(
-        offset: int = Query(default=0, ge=0),
+        offset: int = Query(default=0, ge=0, le=DB_INT_MAX),
         limit: int = Query(default=50, ge=1, le=200),
         sort: Literal[
             "miner_id", "worker_name", "hashrate", "last_share_ts", "connected_since_ts"

@@ -8,7 +8,12 @@ on the app built in-process, so they run in a second:
 * every app's own refusals (``{"detail": "<sentence>"}`` with 422) broke the schema FastAPI
   documents for 422 (a list of errors);
 * the exchange's CSV export and the chain API's event stream answered content types their
-  schemas did not list.
+  schemas did not list;
+* integers in request bodies had no upper bound: a withdrawal amount or a worker's member id
+  beyond a database integer reached SQLite (500), and an owner credit that fits one but takes a
+  balance beyond it failed in the database (500) instead of being refused by the ledger;
+* the chain API passed bitcoind's -6 for a transaction its wallet cannot build (amount too
+  small to pay the fee) on as a 502 and left the send pending.
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ from pydantic import SecretStr
 
 from scnode_core.apikeys import ApiKeyStore, generate
 from scnode_core.openapi import DB_INT_MAX, document_error_details
+from scnode_exchange.ledger import Ledger
+from scnode_exchange.ledger.errors import InvalidAmountError
+from scnode_exchange.ledger.service import Leg
 from tests.unit.apps.exchange.api.node import Node, make_settings
 
 TOO_BIG = DB_INT_MAX + 1
@@ -175,3 +183,155 @@ def test_every_integer_id_and_cursor_of_the_exchange_is_bounded(exchange: Node) 
                 if low is None or low < 1 or high is None or high > DB_INT_MAX:
                     unbounded.append(f"{method.upper()} {path} {param['name']} {(low, high)}")
     assert unbounded == [], "\n".join(unbounded)
+
+
+def _schemas(tmp_path: Path) -> dict[str, dict[str, Any]]:
+    """The OpenAPI document of every app the fuzzing runs against."""
+    from scnode_chain_api.app import create_app as chain_app
+    from scnode_chain_api.settings import ChainApiSettings
+    from scnode_exchange.api.app import create_app as exchange_app
+    from scnode_lightning_api.app import create_app as lightning_app
+    from scnode_lightning_api.settings import LightningApiSettings
+    from scnode_stratum.app import create_app as stratum_app
+    from scnode_stratum.settings import StratumApiSettings
+
+    keys, _ = _keys(tmp_path, {"read"})
+    exchange, _ = make_settings(tmp_path, f"sqlite:///{tmp_path / 'x.sqlite3'}")
+    return {
+        "exchange": exchange_app(exchange).openapi(),
+        "chain API": chain_app(
+            ChainApiSettings(
+                chain="bitcoin",
+                path_prefix="btc",
+                api_keys_file=keys,
+                state_db=tmp_path / "c.db",
+                rpc_password=SecretStr("not-the-placeholder-x"),
+                environment="test",
+            )
+        ).openapi(),
+        "Lightning API": lightning_app(
+            LightningApiSettings(
+                rpc_socket=tmp_path / "no-lightningd",
+                api_keys_file=keys,
+                state_db=tmp_path / "l.db",
+                environment="test",
+            )
+        ).openapi(),
+        "stratum API": stratum_app(
+            StratumApiSettings(
+                log_file=tmp_path / "t.log",
+                state_db=tmp_path / "s.db",
+                api_keys_file=keys,
+                environment="test",
+            )
+        ).openapi(),
+    }
+
+
+def _integers(spec: dict[str, Any], components: dict[str, Any]) -> list[dict[str, Any]]:
+    if "$ref" in spec:
+        return _integers(components[spec["$ref"].rsplit("/", 1)[-1]], components)
+    return [o for o in spec.get("anyOf", [spec]) if o.get("type") == "integer"]
+
+
+def test_every_integer_every_app_accepts_is_bounded(tmp_path: Path) -> None:
+    """The class of bug behind most findings: an integer without an upper bound reaches SQLite
+    (64-bit) or a daemon's parser (lightningd's u64) and comes back as a 500 or 502. Every integer
+    parameter and every integer field of a JSON body, in every app's schema, has a lower bound
+    and an upper bound no larger than a database integer (|value| <= DB_INT_MAX)."""
+    unbounded = []
+    for app, schema in _schemas(tmp_path).items():
+        components = schema.get("components", {}).get("schemas", {})
+        for path, methods in schema["paths"].items():
+            for method, operation in methods.items():
+                fields = [
+                    (f"{p['in']} {p['name']}", p.get("schema", {}))
+                    for p in operation.get("parameters", [])
+                ]
+                body = operation.get("requestBody", {}).get("content", {})
+                body_schema = body.get("application/json", {}).get("schema")
+                if body_schema is not None:
+                    if "$ref" in body_schema:
+                        body_schema = components[body_schema["$ref"].rsplit("/", 1)[-1]]
+                    fields += [
+                        (f"body {name}", prop)
+                        for name, prop in body_schema.get("properties", {}).items()
+                    ]
+                for where, spec in fields:
+                    for option in _integers(spec, components):
+                        low = option.get("minimum", option.get("exclusiveMinimum"))
+                        high = option.get("maximum", option.get("exclusiveMaximum"))
+                        # (body bounds are JSON floats: DB_INT_MAX is written as 2.0**63)
+                        limit = float(DB_INT_MAX)
+                        if low is None or high is None or max(abs(low), abs(high)) > limit:
+                            unbounded.append(f"{app}: {method.upper()} {path} {where}")
+    assert unbounded == [], "\n".join(unbounded)
+
+
+def test_request_integers_beyond_a_database_integer_are_bad_input(exchange: Node) -> None:
+    member_id, member = exchange.member("big")
+    for path, body in (
+        ("/api/owner/members/{member}/adjustments",
+         {"asset": "SATS", "amount": TOO_BIG, "reason": "fuzz", "idempotency_key": "k" * 8}),
+        ("/api/owner/members/{member}/adjustments",
+         {"asset": "SATS", "amount": -TOO_BIG, "reason": "fuzz", "idempotency_key": "k" * 9}),
+        ("/v1/withdrawals",
+         {"chain": "bitcoin", "address": "bcrt1qfuzz", "amount": TOO_BIG}),
+        ("/api/orders", {"side": "buy", "price": TOO_BIG, "quantity": 1}),
+    ):  # fmt: skip
+        headers = exchange.owner if path.startswith("/api/owner") else member
+        reply = exchange.client.post(path.format(member=member_id), json=body, headers=headers)
+        assert reply.status_code == 422, (path, reply.status_code, reply.text)
+        assert "less than or equal" in reply.text or "greater than or equal" in reply.text
+
+
+def test_owner_credit_beyond_what_a_balance_holds_is_refused_not_a_500(exchange: Node) -> None:
+    """Each amount fits a database integer, the sum does not: the second credit was a 500
+    (SQLite OverflowError on the balance); now the ledger refuses it and nothing is written."""
+    member_id, member = exchange.member("rich")
+    exchange.adjust(member_id, "SATS", DB_INT_MAX - 10)
+    reply = exchange.client.post(
+        f"/api/owner/members/{member_id}/adjustments",
+        json={"asset": "SATS", "amount": 11, "reason": "one too many", "idempotency_key": "k" * 8},
+        headers=exchange.owner,
+    )
+    assert reply.status_code == 409, reply.text
+    assert "beyond the largest amount" in reply.json()["detail"]
+    assert exchange.balance(member, "SATS")["balance"] == DB_INT_MAX - 10
+    exchange.adjust(member_id, "SATS", 10)  # up to the limit itself is fine
+    assert exchange.balance(member, "SATS")["balance"] == DB_INT_MAX
+
+
+def test_ledger_refuses_a_posting_or_balance_beyond_a_database_integer(exchange: Node) -> None:
+    member_id, _ = exchange.member("ledger", sats=5)
+    sessions = exchange.client.app.state.runtime.sessions  # type: ignore[attr-defined]
+    with sessions() as session:
+        ledger = Ledger(session)
+        account = ledger.member_account(member_id, "SATS").id
+        equity = ledger.system_account("owner_equity", "SATS").id
+        for amount in (TOO_BIG, DB_INT_MAX - 4):
+            with pytest.raises(InvalidAmountError):
+                ledger.post("test", "too much", [Leg(equity, -amount), Leg(account, amount)])
+        session.rollback()
+
+
+@pytest.mark.parametrize(
+    ("code", "message", "status"),
+    [
+        (-6, "Insufficient funds", 409),
+        (-6, "Transaction amount too small", 422),
+        (-6, "The transaction amount is too small to pay the fee", 422),
+        (-6, "Fee exceeds maximum configured by user (e.g. -maxtxfee, maxfeerate)", 422),
+        (-4, "The transaction amount is too small to pay the fee", 422),
+        (-4, "Error: Private keys are disabled for this wallet", None),  # the node's, not ours
+        (-1, "unexpected", None),
+    ],
+)
+def test_chain_api_send_refusals_of_the_wallet(code: int, message: str, status: int | None) -> None:
+    """bitcoind's sendtoaddress answers every transaction it cannot build with -6 and the reason
+    (Core's SendMoney), before anything is sent: that is the request's fault (422, 409 when the
+    node lacks funds), not a 502 left pending; other wallet errors stay unknown (retried)."""
+    from scnode_chain_api.service import _send_refusal
+    from scnode_core.chain_rpc import ChainRpcError
+
+    assert _send_refusal(ChainRpcError(code, message, "sendtoaddress"))[0] == status

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field, StrictInt
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from scnode_core.openapi import DbId, DbIdQuery
+from scnode_core.openapi import DB_INT_MAX, DbId, DbIdQuery
 from scnode_exchange.api.auth import MemberDep
 from scnode_exchange.api.runtime import Runtime, runtime_dep
 from scnode_exchange.db import Base
@@ -40,8 +40,8 @@ class OrderIn(BaseModel):
     market: str | None = None
     side: Side
     type: OrderType = OrderType.LIMIT
-    price: StrictInt | None = Field(default=None, gt=0)
-    quantity: StrictInt = Field(gt=0)
+    price: StrictInt | None = Field(default=None, gt=0, le=DB_INT_MAX)
+    quantity: StrictInt = Field(gt=0, le=DB_INT_MAX)
     time_in_force: TimeInForce = TimeInForce.GTC
 
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, status
 from pydantic import BaseModel, Field, StrictInt
 from sqlalchemy import select
 
-from scnode_core.openapi import DbId, DbIdQuery
+from scnode_core.openapi import DB_INT_MAX, DbId, DbIdQuery
 from scnode_exchange.api.auth import OwnerDep
 from scnode_exchange.api.member import balances
 from scnode_exchange.api.runtime import Runtime, runtime_dep
@@ -32,7 +32,7 @@ class Adjustment(BaseModel):
     ``idempotency_key`` makes a retried request do nothing twice."""
 
     asset: str = Field(min_length=2, max_length=16)
-    amount: StrictInt
+    amount: StrictInt = Field(ge=-DB_INT_MAX, le=DB_INT_MAX)
     reason: Reason
     idempotency_key: str = Field(min_length=8, max_length=128)
 

@@ -78,6 +78,21 @@ class Leg:
     hold_id: int | None = None
 
 
+# the largest amount a BIGINT column (balances, postings, holds) holds: a posting or a balance
+# beyond it is refused here, not left to the database (SQLite's OverflowError was a 500)
+BALANCE_MAX = 2**63 - 1
+
+
+def check_balances_fit(new_balances: Mapping[int, int]) -> None:
+    """Refuse an entry that would take an account's balance beyond what the database holds."""
+    for account_id, balance in new_balances.items():
+        if not -BALANCE_MAX <= balance <= BALANCE_MAX:
+            raise InvalidAmountError(
+                f"account {account_id} would hold {balance}, beyond the largest amount a "
+                f"balance can hold ({BALANCE_MAX})"
+            )
+
+
 def _check_amount(amount: int) -> None:
     if type(amount) is not int or amount <= 0:
         raise InvalidAmountError(f"amount must be a positive integer, got {amount!r}")
@@ -189,6 +204,8 @@ class Ledger:
         for leg in legs:
             if type(leg.amount) is not int or leg.amount == 0:
                 raise InvalidAmountError(f"posting amount must be a non-zero integer: {leg!r}")
+            if not -BALANCE_MAX <= leg.amount <= BALANCE_MAX:
+                raise InvalidAmountError(f"posting amount beyond {BALANCE_MAX}: {leg!r}")
             if leg.hold_id is not None and leg.amount > 0:
                 raise InvalidAmountError("only a debit can be paid from a hold")
         if reference is not None:
@@ -248,6 +265,7 @@ class Ledger:
                     f"needs {debit}"
                 )
 
+        check_balances_fit({i: accounts[i].balance + amount for i, amount in net.items()})
         for hold_id, amount in from_hold.items():
             hold = holds[hold_id]
             hold.remaining -= amount

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from scnode_core.openapi import DB_INT_MAX
 from scnode_exchange.chainclient import ChainApiError, ChainApiRetryableError
 from scnode_exchange.lightning import LightningDepositError, LightningDeposits
 
@@ -32,7 +33,7 @@ MemberDep = Callable[..., Awaitable[MemberLike]] | Callable[..., MemberLike]
 
 
 class InvoiceRequest(BaseModel):
-    amount_sats: int = Field(gt=0)
+    amount_sats: int = Field(gt=0, le=DB_INT_MAX)
     idempotency_key: str = Field(min_length=8, max_length=128)
     description: str = Field(default="", max_length=200)
 

@@ -38,6 +38,7 @@ from typing import Annotated, Any, Protocol
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from pydantic import BaseModel, Field
 
+from scnode_core.openapi import DB_INT_MAX
 from scnode_exchange.mining.service import (
     ImmaturePayoutError,
     MiningError,
@@ -79,18 +80,18 @@ class WorkerRequest(BaseModel):
 
 
 class AssignRequest(BaseModel):
-    member_id: int = Field(gt=0)
+    member_id: int = Field(gt=0, le=DB_INT_MAX)
     reason: str = Field(min_length=1, max_length=500)
 
 
 class SplitRequest(BaseModel):
     pool: str = Field(pattern=POOL)
     payout_id: str = Field(min_length=1, max_length=128)
-    amount: int = Field(gt=0)
-    confirmations: int = Field(ge=0)
+    amount: int = Field(gt=0, le=DB_INT_MAX)
+    confirmations: int = Field(ge=0, le=DB_INT_MAX)
     coinbase: bool
-    window_start: int | None = Field(default=None, ge=0)
-    window_end: int = Field(gt=0)
+    window_start: int | None = Field(default=None, ge=0, le=DB_INT_MAX)
+    window_end: int = Field(gt=0, le=DB_INT_MAX)
     work: dict[str, float] | None = None
 
 

@@ -49,7 +49,7 @@ from scnode_exchange.ledger.errors import (
     UnknownAccountError,
 )
 from scnode_exchange.ledger.models import utcnow
-from scnode_exchange.ledger.service import Leg
+from scnode_exchange.ledger.service import BALANCE_MAX, Leg, check_balances_fit
 
 
 @dataclass(slots=True)
@@ -481,6 +481,8 @@ class TradeWriter:
         for leg in legs:
             if type(leg.amount) is not int or leg.amount == 0:
                 raise InvalidAmountError(f"posting amount must be a non-zero integer: {leg!r}")
+            if not -BALANCE_MAX <= leg.amount <= BALANCE_MAX:
+                raise InvalidAmountError(f"posting amount beyond {BALANCE_MAX}: {leg!r}")
             if leg.hold_id is not None and leg.amount > 0:
                 raise InvalidAmountError("only a debit can be paid from a hold")
         self.lock_accounts(leg.account_id for leg in legs)
@@ -522,6 +524,7 @@ class TradeWriter:
                     f"account {account_id} ({account.asset}) has {account.available} "
                     f"available, needs {debit}"
                 )
+        check_balances_fit({i: accounts[i].balance + amount for i, amount in net.items()})
         now = utcnow()
         for hold_id, amount in from_hold.items():
             hold = self.holds[hold_id]

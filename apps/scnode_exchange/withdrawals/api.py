@@ -66,7 +66,9 @@ Before = Annotated[int | None, Query(ge=1, le=DB_INT_MAX)]
 class WithdrawalRequest(BaseModel):
     chain: str = Field(min_length=1, max_length=32)
     address: str = Field(min_length=1, max_length=128)
-    amount: int = Field(gt=0, description="base units of the chain's asset (sats, azsats)")
+    amount: int = Field(
+        gt=0, le=DB_INT_MAX, description="base units of the chain's asset (sats, azsats)"
+    )
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=128)
 
 

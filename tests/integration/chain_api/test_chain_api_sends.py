@@ -134,3 +134,24 @@ def test_a_retry_while_the_first_send_still_runs_in_the_node_is_not_sent_again(
     ]
     assert len({t["txid"] for t in sends}) == 1
     assert {t["txid"] for t in sends} == {retry.json()["txid"]}
+
+
+def test_a_send_the_wallet_cannot_build_is_a_refusal_not_a_502(
+    funded_node: ChainNode, start_chain_api: Callable[..., ChainApi]
+) -> None:
+    """Fuzzing: an amount that cannot even pay its own fee (``subtract_fee``) was the
+    daemon's "amount too small" error, passed on as a 502 and left pending (retried
+    forever by a withdrawal worker). bitcoind's sendtoaddress answers every transaction it
+    cannot build with -6 and the reason; nothing was sent, so it is a definite 422 (409 only
+    for insufficient funds), and the same request again gets the same refusal."""
+    api = start_chain_api(funded_node)
+    target = funded_node.rpc("getnewaddress", wallet="wallet")
+    with api.client("send") as client:
+        for amount, subtract in ((1, True), (200, True)):
+            body = {"address": target, "amount_sats": amount, "subtract_fee": subtract,
+                    "idempotency_key": f"fuzz-small-{amount}-{subtract}"}  # fmt: skip
+            reply = client.post("/v1/send", json=body)
+            assert reply.status_code == 422, (body, reply.status_code, reply.text)
+            again = client.post("/v1/send", json=body)
+            assert again.status_code == 409, again.text
+            assert "already failed" in again.json()["detail"]
