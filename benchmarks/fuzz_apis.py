@@ -48,7 +48,8 @@ def main() -> int:
             result = fuzz(target, profile, workdir, secrets_files(stack, workdir), args.seed)
             print(
                 f"{target.name}: {result.operations}/{result.selected} operations, "
-                f"{result.cases} cases, {result.failures} failures in {result.seconds:.0f} s",
+                f"{result.cases} cases, {result.failures} failures in {result.seconds:.0f} s "
+                f"(seed {result.seed})",
                 flush=True,
             )
             if result.returncode != 0:

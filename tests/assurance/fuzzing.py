@@ -57,6 +57,7 @@ class FuzzResult:
     selected: int  # in the schema after the exclusions
     seconds: float
     output: str
+    seed: int | None = None  # the seed schemathesis drew from (given or random): replays the run
 
 
 def targets(stack: Stack) -> list[Target]:
@@ -156,6 +157,7 @@ def fuzz(
         selected=_number(r"Operations: +(\d+) selected", out),
         seconds=float(_number(r"in (\d+)(?:\.\d+)?s =", out)),
         output=out,
+        seed=_number(r"Seed: (\d+)", out) or seed,
     )
 
 
