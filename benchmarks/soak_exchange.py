@@ -27,6 +27,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -48,6 +49,14 @@ def main() -> int:
     parser.add_argument("--short", action="store_true", help="60 s of load, 20 members")
     parser.add_argument("--faults", action="store_true", help="kill -9 apps and stand-ins")
     parser.add_argument("--fault-every", type=float, default=45.0, help="mean seconds")
+    parser.add_argument(
+        "--withdraw-share", type=float, default=0.10, help="of the requests (default 0.10)"
+    )
+    parser.add_argument(
+        "--settle-max", type=float, default=1800.0,
+        help="seconds the backlog may take to settle after the load (fails sooner if nothing "
+        "settles for 120 s)",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.seed is None:
         args.seed = random.randrange(1 << 30)  # noqa: S311 - a load seed, not a secret
@@ -55,7 +64,8 @@ def main() -> int:
     if args.short:
         seconds, args.members, args.audit_every = 60.0, min(args.members, 20), 5.0
     root = Path(tempfile.mkdtemp(prefix="scnode-soak-"))
-    world = World(root, args.members)
+    world = World(root, args.members, withdraw_share=args.withdraw_share)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the processes on a kill
     try:
         started = time.monotonic()
         world.start()
@@ -76,20 +86,27 @@ def main() -> int:
         )
         assert world.exchange.proc is not None
         rss_after = rss_kib(world.exchange.proc.pid)
+        load_average = [round(x, 1) for x in os.getloadavg()]
+        backlog = world.unsettled()
         settle = time.monotonic()
-        world.wait_settled(timeout=300)
+        world.wait_settled(timeout=args.settle_max, idle=120)
         world.check_ledger()
         figures = world.figures(wall)
         figures["seed"] = args.seed
         figures["members"] = args.members
         figures["workers"] = args.workers
         figures["settle_s"] = round(time.monotonic() - settle, 1)
+        # what the load left to do: deposits to credit, withdrawals to send and confirm
+        figures["unsettled_at_end_of_load"] = {
+            "deposits": sum(1 for b in backlog if b.startswith("deposit")),
+            "withdrawals": sum(1 for b in backlog if b.startswith("withdrawal")),
+        }
+        figures["load_average_at_end_of_load_1_5_15"] = load_average
         figures["rss_kib_start"] = rss_before
         figures["rss_kib_end"] = rss_after
         figures["rss_growth_kib"] = rss_after - rss_before
         if any(f.target == "exchange" for f in faults):  # RSS since its last restart
             figures["rss_growth_kib"] = None
-        figures["load_average_1_5_15"] = [round(x, 1) for x in os.getloadavg()]
         figures["server_errors"] = errors = world.stats.server_errors()
         if args.faults:
             figures["faults"] = [vars(f) for f in faults]

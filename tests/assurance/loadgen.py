@@ -117,6 +117,7 @@ class World:
     payments: list[tuple[str, str, int]] = field(default_factory=list)  # chain, txid, amount
     stats: Stats = field(default_factory=Stats)
     db_dir: Path | None = None  # the exchange database's directory (default: its workdir)
+    withdraw_share: float = 0.10  # of the load's requests (orders 40 %, cancels 20 %)
 
     # ------------------------------------------------------------------ start / stop
     def start(self) -> World:
@@ -283,7 +284,7 @@ class World:
                     if open_orders[m]:
                         oid = open_orders[m].pop(rng.randrange(len(open_orders[m])))
                         self._call(client, "cancel", "DELETE", f"/api/orders/{oid}")
-                elif roll < 0.70:
+                elif roll < 0.60 + self.withdraw_share:
                     body = {"chain": "bitcoin", "address": rng.choice(self.outside["bitcoin"]),
                             "amount": rng.randrange(2_000, 20_000),
                             "idempotency_key": f"w{index}-{seed}-{count}"}  # fmt: skip
@@ -293,7 +294,7 @@ class World:
                         time.sleep(0.5)  # unanswered: the same key again (no double send)
                         reply = self._call(client, "withdraw", "POST", "/v1/withdrawals", json=body)
                         retries += 1
-                elif roll < 0.75:
+                elif roll < 0.65 + self.withdraw_share:
                     coin = rng.choice(tuple(COINS))
                     try:
                         self.pay(m, coin, FUND[coin] // rng.randrange(5, 50))
@@ -432,16 +433,21 @@ class World:
         return inject
 
     # ------------------------------------------------------------------ the end
-    def wait_settled(self, timeout: float = 120) -> None:
-        """Mine until every payment is credited and every withdrawal is settled."""
+    def wait_settled(self, timeout: float = 120, idle: float | None = None) -> None:
+        """Mine until every payment is credited and every withdrawal is settled: fail after
+        ``timeout`` s, or (with ``idle``) once ``idle`` s pass without anything settling."""
         deadline = time.monotonic() + timeout
+        last, progress = -1, time.monotonic()
         while True:
             # then the chains: a payment whose answer a stand-in's kill cut off is not in
             # ``payments``, but on the chain all the same
             pending = self.unsettled() or self.uncredited_on_chain()
             if not pending:
                 return
-            if time.monotonic() > deadline:
+            if len(pending) != last:
+                last, progress = len(pending), time.monotonic()
+            stuck = idle is not None and time.monotonic() - progress > idle
+            if stuck or time.monotonic() > deadline:
                 raise AssertionError(
                     f"not settled in {timeout}s: {pending}\non the chains: {self._seen(pending)}"
                 )
