@@ -32,6 +32,10 @@ MEMBER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 IDEMPOTENCY_KEY_RE = re.compile(r"^[A-Za-z0-9_.:-]{8,128}$")
 CURRENCY = {"bitcoin": "bc", "testnet": "tb", "testnet4": "tb", "signet": "tbs", "regtest": "bcrt"}
 INVOICE_ALREADY_EXISTS = 900
+# lightningd's invoice command refuses (-32602, which would be a 502 here) a label over 128 bytes
+# and a description over 639 bytes (what a BOLT11 field holds)
+MAX_LABEL_BYTES = 128
+MAX_DESCRIPTION_BYTES = 639
 
 
 class RequestRefusedError(Exception):
@@ -228,6 +232,16 @@ class LightningService:
         check_member(member)
         check_key(idempotency_key)
         label = f"{member}:{idempotency_key}"
+        if len(label.encode()) > MAX_LABEL_BYTES:
+            raise RequestRefusedError(
+                422,
+                f"member and idempotency_key together must be at most {MAX_LABEL_BYTES - 1} "
+                "characters (lightningd's invoice label)",
+            )
+        if len(description.encode()) > MAX_DESCRIPTION_BYTES:
+            raise RequestRefusedError(
+                422, f"description must be at most {MAX_DESCRIPTION_BYTES} bytes in UTF-8"
+            )
         try:
             created = await self.rpc.call(
                 "invoice",

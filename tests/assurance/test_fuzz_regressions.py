@@ -13,7 +13,9 @@ on the app built in-process, so they run in a second:
   beyond a database integer reached SQLite (500), and an owner credit that fits one but takes a
   balance beyond it failed in the database (500) instead of being refused by the ledger;
 * the chain API passed bitcoind's -6 for a transaction its wallet cannot build (amount too
-  small to pay the fee) on as a 502 and left the send pending.
+  small to pay the fee) on as a 502 and left the send pending;
+* the Lightning API passed labels and descriptions longer than lightningd's ``invoice`` takes
+  to it, and its -32602 came back as a 502.
 """
 
 from __future__ import annotations
@@ -335,3 +337,33 @@ def test_chain_api_send_refusals_of_the_wallet(code: int, message: str, status: 
     from scnode_core.chain_rpc import ChainRpcError
 
     assert _send_refusal(ChainRpcError(code, message, "sendtoaddress"))[0] == status
+
+
+def test_lightning_invoice_label_and_description_lightningd_refuses_are_bad_input(
+    tmp_path: Path,
+) -> None:
+    """lightningd's invoice refuses a label over 128 bytes and a description over 639 bytes
+    with -32602, which came back as a 502: the schema allowed a 64-character member plus a
+    128-character key, and 640 characters of description (more bytes once not ASCII). Refused
+    before lightningd (none runs here: reaching it would be a 503)."""
+    from scnode_lightning_api.app import create_app
+    from scnode_lightning_api.settings import LightningApiSettings
+
+    keys, token = _keys(tmp_path, {"invoice"})
+    settings = LightningApiSettings(
+        rpc_socket=tmp_path / "no-lightningd", api_keys_file=keys, state_db=tmp_path / "l.db",
+        environment="test",
+    )  # fmt: skip
+    client = TestClient(create_app(settings))
+    auth = {"Authorization": f"Bearer {token}"}
+    ok = {"member": "m" * 64, "idempotency_key": "k" * 63, "amount_msat": 1000}
+    for body in (
+        {**ok, "idempotency_key": "k" * 64},  # label 129 bytes
+        {**ok, "description": "d" * 640},
+        {**ok, "description": "é" * 320},  # 320 characters, 640 bytes
+    ):
+        reply = client.post("/v1/invoices", json=body, headers=auth)
+        assert reply.status_code == 422, (body, reply.status_code, reply.text)
+    # the longest that fits reaches for lightningd (absent here: 503, not a refusal)
+    reply = client.post("/v1/invoices", json={**ok, "description": "é" * 319}, headers=auth)
+    assert reply.status_code == 503, reply.text
