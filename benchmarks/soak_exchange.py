@@ -13,8 +13,10 @@ the ledger (lost / duplicated deposits, withdrawals paid twice or not at all: al
 random order round after round, the exchange, each chain API and each chain stand-in daemon
 (Bitcoin, AZCoin; restarted on the same datadir, so chain and wallet persist as a real
 bitcoind's) and start it again as systemd would; after each restart a deposit on the target's
-chain must be credited (recovery time). With faults, a 503 (the exchange saying a dependency
-is down, retry) is counted but allowed; any other 5xx fails the run.
+chain must be credited (recovery time; a probe not credited in 180 s fails the run). With
+faults, a 503 (the exchange saying a dependency is down, retry) is counted but allowed; any
+other 5xx fails the run. The chain APIs run with their deployed RPC timeout (30 s) unless
+``--rpc-timeout`` says otherwise.
 
 Prints p50/p99 latency per request kind, throughput, the exchange's RSS growth and the audit
 counts as JSON; exits 1 if any invariant failed.
@@ -27,7 +29,6 @@ import json
 import os
 import random
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -50,6 +51,10 @@ def main() -> int:
     parser.add_argument("--faults", action="store_true", help="kill -9 apps and stand-ins")
     parser.add_argument("--fault-every", type=float, default=45.0, help="mean seconds")
     parser.add_argument(
+        "--rpc-timeout", type=int, default=None,
+        help="the chain APIs' RPC timeout, s (default: the app's, 30 s, as deployed)",
+    )  # fmt: skip
+    parser.add_argument(
         "--withdraw-share", type=float, default=0.10, help="of the requests (default 0.10)"
     )
     parser.add_argument(
@@ -64,8 +69,9 @@ def main() -> int:
     if args.short:
         seconds, args.members, args.audit_every = 60.0, min(args.members, 20), 5.0
     root = Path(tempfile.mkdtemp(prefix="scnode-soak-"))
-    world = World(root, args.members, withdraw_share=args.withdraw_share)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the processes on a kill
+    world = World(
+        root, args.members, withdraw_share=args.withdraw_share, rpc_timeout=args.rpc_timeout
+    )
     try:
         started = time.monotonic()
         world.start()
@@ -118,6 +124,7 @@ def main() -> int:
         bad = {k: v for k, v in audit.items() if not k.endswith("_checked") and v}
         # a probe the end of the load cut short is no failure: the settling above covered it
         unrecovered = [f.target for f in faults[:-1] if f.recovered_s is None]
+        unrecovered += [f.target for f in faults[-1:] if f.error]
         if bad or figures["audit_problems"] or errors or unrecovered:
             problems = world.stats.audit_problems[:5]
             print(f"FAILED: {bad} {problems} {errors} unrecovered {unrecovered}", file=sys.stderr)
