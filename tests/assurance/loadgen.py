@@ -610,7 +610,7 @@ def start_chain(chain: Chain, rpc_timeout: int | None = RPC_TIMEOUT) -> Chain:
     # a short RPC timeout (default 30 s) so that a stalling daemon shows within a test
     if rpc_timeout is not None:
         chain.api.settings["RPC_TIMEOUT"] = str(rpc_timeout)
-        chain.api.write_config()
+    chain.api.write_config()
     start_chain_api(chain.api)
     return chain
 
