@@ -76,8 +76,11 @@ lab-down: venv  ## remove the lab: containers, namespaces, mounts
 	$(PY) -m scnode_lab down
 
 # ---------------------------------------------------------------- tests
+# After lint and sanity: the test-host stage in one lane, pytest then molecule in the other
+# (tests/stages.sh says why and how); the image both lanes' test hosts use is built first.
 .PHONY: test
-test: setup lint sanity pytest testhosts molecule  ## every test and gate CI runs
+test: setup lint sanity lab-image  ## every test and gate CI runs
+	MAKE="$(MAKE)" tests/stages.sh
 
 .PHONY: lint
 lint: setup  ## ruff, mypy, yamllint, ansible-lint
