@@ -39,6 +39,9 @@ COMPAT_WINDOWS = {"15m": 900, "1h": 3600, "6h": 21600, "24h": 86400, "7d": 7 * 8
 COMPAT_BUCKETS = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600}
 HIST_WINDOWS = {**WINDOWS, "6h": 21600, "7d": 7 * 86400}
 HIST_BUCKETS = {"10s": 10, **COMPAT_BUCKETS}
+# a time range's bound: 2**40 s is ~35 000 years, and its minute fits a database integer (an
+# unbounded float such as 1.8e308 overflowed the minute-bucket query: a 500; NaN and inf too)
+MAX_UNIX_SECONDS = 2**40
 
 
 def worker_state(last_share: float | None, now: float) -> str:
@@ -380,8 +383,10 @@ def create_app(settings: StratumApiSettings) -> FastAPI:
 
     @app.get("/v1/stratum/work")
     async def work(
-        start: float = Query(ge=0, description="Unix seconds, inclusive"),
-        end: float | None = Query(default=None, description="Unix seconds, exclusive; now"),
+        start: float = Query(ge=0, le=MAX_UNIX_SECONDS, description="Unix seconds, inclusive"),
+        end: float | None = Query(
+            default=None, ge=0, le=MAX_UNIX_SECONDS, description="Unix seconds, exclusive; now"
+        ),
         _: Principal = read,
     ) -> dict[str, Any]:
         """Acknowledged work per worker and member in a time range (the payout split's input:

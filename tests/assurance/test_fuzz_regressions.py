@@ -233,14 +233,14 @@ def _schemas(tmp_path: Path) -> dict[str, dict[str, Any]]:
 def _integers(spec: dict[str, Any], components: dict[str, Any]) -> list[dict[str, Any]]:
     if "$ref" in spec:
         return _integers(components[spec["$ref"].rsplit("/", 1)[-1]], components)
-    return [o for o in spec.get("anyOf", [spec]) if o.get("type") == "integer"]
+    return [o for o in spec.get("anyOf", [spec]) if o.get("type") in ("integer", "number")]
 
 
-def test_every_integer_every_app_accepts_is_bounded(tmp_path: Path) -> None:
-    """The class of bug behind most findings: an integer without an upper bound reaches SQLite
-    (64-bit) or a daemon's parser (lightningd's u64) and comes back as a 500 or 502. Every integer
-    parameter and every integer field of a JSON body, in every app's schema, has a lower bound
-    and an upper bound no larger than a database integer (|value| <= DB_INT_MAX)."""
+def test_every_number_every_app_accepts_is_bounded(tmp_path: Path) -> None:
+    """The class of bug behind most findings: a number without an upper bound reaches SQLite
+    (64-bit) or a daemon's parser (lightningd's u64) and comes back as a 500 or 502. Every
+    integer or float parameter and JSON body field, in every app's schema, has a lower bound and
+    an upper bound no larger than a database integer (|value| <= DB_INT_MAX)."""
     unbounded = []
     for app, schema in _schemas(tmp_path).items():
         components = schema.get("components", {}).get("schemas", {})
@@ -367,3 +367,28 @@ def test_lightning_invoice_label_and_description_lightningd_refuses_are_bad_inpu
     # the longest that fits reaches for lightningd (absent here: 503, not a refusal)
     reply = client.post("/v1/invoices", json={**ok, "description": "é" * 319}, headers=auth)
     assert reply.status_code == 503, reply.text
+
+
+def test_stratum_work_range_beyond_any_time_is_bad_input(tmp_path: Path) -> None:
+    """The long fuzzing profile: ``GET /v1/stratum/work?start=1.2e-38&end=1.8e308`` was a 500
+    (the end's minute overflowed SQLite's integer); NaN or infinity as a bound too."""
+    from scnode_stratum.app import create_app
+    from scnode_stratum.settings import StratumApiSettings
+
+    keys, token = _keys(tmp_path, {"read"})
+    settings = StratumApiSettings(
+        log_file=tmp_path / "t.log", state_db=tmp_path / "s.db", api_keys_file=keys,
+        poll_interval=0.05, environment="test",
+    )  # fmt: skip
+    with TestClient(create_app(settings)) as client:
+        auth = {"Authorization": f"Bearer {token}"}
+        for params in (
+            {"start": "1.1754943508222875e-38", "end": "1.7976931348623157e+308"},
+            {"start": "0", "end": "nan"},
+            {"start": "0", "end": "inf"},
+            {"start": "1e300"},
+        ):
+            reply = client.get("/v1/stratum/work", params=params, headers=auth)
+            assert reply.status_code == 422, (params, reply.status_code, reply.text)
+        reply = client.get("/v1/stratum/work", params={"start": 0, "end": 2**40}, headers=auth)
+        assert reply.status_code == 200, reply.text
