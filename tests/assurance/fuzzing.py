@@ -152,7 +152,7 @@ def fuzz(
         target=target.name,
         returncode=proc.returncode,
         cases=_number(r"(\d+) generated", out),
-        failures=_number(r"found (\d+) unique failures", out),
+        failures=_number(r"(\d+) unique failures?\b", out),  # "1 unique failure", "2 … failures"
         operations=_number(r"Tested: (\d+)", out),
         selected=_number(r"Operations: +(\d+) selected", out),
         seconds=float(_number(r"in (\d+)(?:\.\d+)?s =", out)),
