@@ -340,11 +340,24 @@ class ChainService:
             skip += 500
 
     async def reconcile_pending_sends(self) -> None:
-        """At start-up: settle sends whose outcome a crash left unknown."""
-        for record in self.store.pending_sends():
-            txid = await self._find_sent(record.idempotency_key)
-            if txid is not None:
-                self.store.finish_send(record.idempotency_key, txid=txid)
+        """At start-up: settle sends whose outcome a crash left unknown — in one pass over the
+        wallet for all of them (it runs before the API answers: a search per send made a
+        restart with hundreds pending take minutes, the API down all the while)."""
+        pending = {f"{_COMMENT_PREFIX}{r.idempotency_key}": r.idempotency_key
+                   for r in self.store.pending_sends()}  # fmt: skip
+        found: dict[str, str] = {}
+        skip = 0
+        while len(found) < len(pending):
+            page = await self._w("listtransactions", "*", 500, skip, True)
+            for entry in page:
+                key = pending.get(str(entry.get("comment")))
+                if entry.get("category") == "send" and key is not None and key not in found:
+                    found[key] = str(entry["txid"])
+            if len(page) < 500:
+                break
+            skip += 500
+        for key, txid in found.items():
+            self.store.finish_send(key, txid=txid)
 
 
 _SEND_METHODS = frozenset({"sendtoaddress", "sendmany", "send", "sendall"})
