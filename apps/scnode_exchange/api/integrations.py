@@ -168,4 +168,6 @@ def start_mining(app: FastAPI, settings: ExchangeSettings, rt: Runtime) -> Any |
     worker = build(settings, rt.sessions)
     if worker is not None and hasattr(worker, "service"):
         app.state.mining_service = worker.service
+    if worker is not None and hasattr(worker, "work_source"):
+        app.state.mining_work_source = worker.work_source
     return worker

@@ -21,8 +21,9 @@ Owner:
   422 immature, invalid or a window overlapping an earlier payout's; 409 same id with another
   amount). Without ``window_start`` the window starts where the pool's previous payout's
   ended (PPLNS since the previous payout). Without ``work`` the work comes from the stats API
-  client (``work_source``) for ``[window_start, window_end)``; 503 when none is configured or
-  it is down.
+  client (``work_source=``, else ``app.state.mining_work_source``: the configured pools' stats
+  APIs, set by ``start_mining``) for ``[window_start, window_end)``; 422 "give work" when none
+  is configured, 503 when it is down.
 
 The service comes from ``build_router(..., service=)``, else ``app.state.mining_service``, else
 it is built once from ``app.state.sessions`` with the per-pool fee and confirmations of
@@ -124,6 +125,15 @@ def build_router(
         return found
 
     mining_dep = Depends(mining_of)
+
+    def work_source_of(request: Request) -> WorkSource | None:
+        """The given one, else the configured pools' stats APIs (``start_mining`` sets it)."""
+        if work_source is not None:
+            return work_source
+        found: WorkSource | None = getattr(request.app.state, "mining_work_source", None)
+        return found
+
+    work_source_dep = Depends(work_source_of)
 
     # --- member -----------------------------------------------------------------------------
 
@@ -247,6 +257,7 @@ def build_router(
         response: Response,
         who: OwnerLike = owner_dep,
         mining: MiningService = mining_dep,
+        stats: WorkSource | None = work_source_dep,
     ) -> dict[str, Any]:
         start = body.window_start
         if start is None:  # PPLNS since the previous payout (or this one's, when re-sent)
@@ -260,7 +271,7 @@ def build_router(
         work: Mapping[str, float]
         if body.work is not None:
             work = body.work
-        elif work_source is None:
+        elif stats is None:
             # nothing is down: this node has no stats API, so the request must carry the work
             raise HTTPException(
                 status.HTTP_422_UNPROCESSABLE_CONTENT,
@@ -268,7 +279,7 @@ def build_router(
             )
         else:
             try:
-                work = await work_source(body.pool, start, body.window_end)
+                work = await stats(body.pool, start, body.window_end)
             except Exception as exc:  # the stats API is down or answered nonsense
                 raise HTTPException(
                     status.HTTP_503_SERVICE_UNAVAILABLE, f"stats API: {exc}"

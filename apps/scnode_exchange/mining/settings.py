@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from scnode_exchange.chainclient import ChainApiClient
 from scnode_exchange.mining.service import MiningConfig, MiningService
-from scnode_exchange.mining.statsclient import StratumWorkClient
+from scnode_exchange.mining.statsclient import StatsWorkSource, StratumWorkClient
 from scnode_exchange.mining.watcher import ChainRewardSource, PayoutWatcher
 from scnode_exchange.settings import load_key_files
 
@@ -77,10 +77,13 @@ class PayoutWorkers:
         self.service = MiningService(sessions, mining_config(settings.mining_pools))
         self.closers: list[Any] = []
         self.watchers: list[PayoutWatcher] = []
+        # the owner's payout route asks the same stats APIs when a request carries no work
+        self.work_source = StatsWorkSource({})
         for pool, conf in sorted(settings.mining_pools.items()):
             chain = ChainApiClient(conf.chain_api_url, conf.chain_api_key.get_secret_value())
             stats = StratumWorkClient(conf.stats_api_url, conf.stats_api_key.get_secret_value())
             self.closers += [chain, stats]
+            self.work_source.clients[pool] = stats
 
             async def work(p: str, start: int, end: int, s: StratumWorkClient = stats) -> Any:
                 return await s.work(start, end)

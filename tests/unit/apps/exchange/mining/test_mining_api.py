@@ -264,3 +264,58 @@ def test_router_builds_its_service_from_the_app_state_and_the_mining_env(
     asyncio.run(main())
     with sqlite_sessions() as session:
         assert Ledger(session).member_account(1, SATS).balance == 95_000
+
+
+def test_an_owner_payout_without_work_asks_the_configured_pools_stats_api(
+    sqlite_sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the exchange wires it (``start_mining``): the pools' stats APIs also serve the owner's
+    payout route. Before, the route was never given them and answered 422 "no stats API is
+    configured on this node" on a node that had them."""
+    from types import SimpleNamespace
+
+    from scnode_exchange.api.integrations import start_mining
+    from scnode_exchange.mining import settings as mining_settings_module
+    from scnode_exchange.mining.statsclient import StratumWorkClient
+
+    asked: list[dict[str, str]] = []
+
+    def stats_api(request: httpx.Request) -> httpx.Response:
+        assert request.url.path == "/v1/stratum/work"
+        assert request.headers["authorization"] == "Bearer stats-key"
+        asked.append(dict(request.url.params))
+        return httpx.Response(200, json={"workers": {"rig": {"accepted_difficulty": 3.0}}})
+
+    class Client(StratumWorkClient):
+        def __init__(self, base_url: str, api_key: str) -> None:
+            super().__init__(base_url, api_key, transport=httpx.MockTransport(stats_api))
+
+    monkeypatch.setattr(mining_settings_module, "StratumWorkClient", Client)
+    pool = {
+        "chain_api_url": "http://127.0.0.1:9",
+        "chain_api_key": "k",
+        "stats_api_url": "http://stats.invalid",
+        "stats_api_key": "stats-key",
+        "fee_bps": 0,
+        "first_window_start": 0,
+    }
+    monkeypatch.setenv("SCNODE_EXCHANGE_MINING_POOLS", json.dumps({"btc": pool}))
+
+    async def main() -> None:
+        app = FastAPI()
+        app.state.sessions = sqlite_sessions
+        assert start_mining(app, None, SimpleNamespace(sessions=sqlite_sessions)) is not None  # type: ignore[arg-type]
+        app.include_router(build_router(member_dep, owner_dep))
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            r = await http.post(
+                "/v1/mining/workers", json={"pool": "btc", "name": "rig"}, headers=ALICE
+            )
+            assert r.status_code == 201, r.text
+            r = await http.post("/v1/owner/mining/payouts", json=PAYOUT, headers=OWNER)
+            assert r.status_code == 201, r.text
+        assert asked == [{"start": "1000", "end": "1600"}]
+
+    asyncio.run(main())
+    with sqlite_sessions() as session:
+        assert Ledger(session).member_account(1, SATS).balance == 100_000
