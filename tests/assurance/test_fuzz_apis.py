@@ -95,7 +95,7 @@ def test_fuzzing_finds_no_server_error_schema_break_or_leak(
     print(  # the figures docs/assurance.md quotes (pytest -s shows them)
         f"fuzz {name}: {result.operations} operations, {result.cases} cases, "
         f"{result.failures} failures in {result.seconds:.0f} s ({result.selected} in the schema,"
-        f" seed {SEED if SEED is not None else 'random'})"
+        f" seed {result.seed})"
     )
     # the schema loaded and the run ended by itself; how much got tested in the time ceiling
     # depends on the machine's load (the figures above; the long profile tests everything)
