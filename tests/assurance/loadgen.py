@@ -445,20 +445,20 @@ class World:
         """Mine until every payment is credited and every withdrawal is settled: fail after
         ``timeout`` s, or (with ``idle``) once ``idle`` s pass without anything settling."""
         deadline = time.monotonic() + timeout
-        last, progress = -1, time.monotonic()
+        last: list[str] = [""]
+        progress = time.monotonic()
         while True:
             # then the chains: a payment whose answer a stand-in's kill cut off is not in
             # ``payments``, but on the chain all the same
             pending = self.unsettled() or self.uncredited_on_chain()
             if not pending:
                 return
-            if len(pending) != last:
-                last, progress = len(pending), time.monotonic()
+            if pending != last:  # progress: something settled or moved on (sending → sent)
+                last, progress = pending, time.monotonic()
             stuck = idle is not None and time.monotonic() - progress > idle
             if stuck or time.monotonic() > deadline:
-                raise AssertionError(
-                    f"not settled in {timeout}s: {pending}\non the chains: {self._seen(pending)}"
-                )
+                why = f"nothing moved for {idle}s" if stuck else f"not settled in {timeout}s"
+                raise AssertionError(f"{why}: {pending}\non the chains: {self._seen(pending)}")
             self.mine(1)
             time.sleep(0.5)
 
