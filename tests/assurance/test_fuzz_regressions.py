@@ -108,7 +108,8 @@ def test_exchange_schema_documents_sentence_details_and_the_csv_export(exchange:
     assert reply.headers["content-type"].startswith("text/csv")
 
 
-def test_stratum_cursor_beyond_a_database_integer_is_bad_input(tmp_path: Path) -> None:
+def _stratum_api(tmp_path: Path) -> tuple[TestClient, dict[str, str]]:
+    """The stratum stats API in-process with a `read` key: (client, auth header)."""
     from scnode_stratum.app import create_app
     from scnode_stratum.settings import StratumApiSettings
 
@@ -117,8 +118,12 @@ def test_stratum_cursor_beyond_a_database_integer_is_bad_input(tmp_path: Path) -
         log_file=tmp_path / "t.log", state_db=tmp_path / "s.db", api_keys_file=keys,
         poll_interval=0.05, environment="test",
     )  # fmt: skip
-    with TestClient(create_app(settings)) as client:
-        auth = {"Authorization": f"Bearer {token}"}
+    return TestClient(create_app(settings)), {"Authorization": f"Bearer {token}"}
+
+
+def test_stratum_cursor_beyond_a_database_integer_is_bad_input(tmp_path: Path) -> None:
+    client, auth = _stratum_api(tmp_path)
+    with client:
         reply = client.get("/v1/stratum/events", params={"cursor": TOO_BIG}, headers=auth)
         assert reply.status_code == 422, reply.text
         assert client.get("/v1/stratum/events", headers=auth).status_code == 200
@@ -372,16 +377,8 @@ def test_lightning_invoice_label_and_description_lightningd_refuses_are_bad_inpu
 def test_stratum_work_range_beyond_any_time_is_bad_input(tmp_path: Path) -> None:
     """The long fuzzing profile: ``GET /v1/stratum/work?start=1.2e-38&end=1.8e308`` was a 500
     (the end's minute overflowed SQLite's integer); NaN or infinity as a bound too."""
-    from scnode_stratum.app import create_app
-    from scnode_stratum.settings import StratumApiSettings
-
-    keys, token = _keys(tmp_path, {"read"})
-    settings = StratumApiSettings(
-        log_file=tmp_path / "t.log", state_db=tmp_path / "s.db", api_keys_file=keys,
-        poll_interval=0.05, environment="test",
-    )  # fmt: skip
-    with TestClient(create_app(settings)) as client:
-        auth = {"Authorization": f"Bearer {token}"}
+    client, auth = _stratum_api(tmp_path)
+    with client:
         for params in (
             {"start": "1.1754943508222875e-38", "end": "1.7976931348623157e+308"},
             {"start": "0", "end": "nan"},

@@ -236,18 +236,25 @@ def test_split_takes_work_from_the_stats_source_when_not_given(
     assert len(service.payouts()) == 2
 
 
-def test_router_builds_its_service_from_the_app_state_and_the_mining_env(
-    sqlite_sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _configure_btc_pool(monkeypatch: pytest.MonkeyPatch, **overrides: object) -> None:
+    """SCNODE_EXCHANGE_MINING_POOLS with a btc pool whose APIs nothing answers, unless
+    ``overrides`` say otherwise."""
     pool = {
         "chain_api_url": "http://127.0.0.1:9",
         "chain_api_key": "k",
         "stats_api_url": "http://127.0.0.1:9",
         "stats_api_key": "k",
-        "fee_bps": 500,
+        "fee_bps": 0,
         "first_window_start": 0,
+        **overrides,
     }
     monkeypatch.setenv("SCNODE_EXCHANGE_MINING_POOLS", json.dumps({"btc": pool}))
+
+
+def test_router_builds_its_service_from_the_app_state_and_the_mining_env(
+    sqlite_sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _configure_btc_pool(monkeypatch, fee_bps=500)
 
     async def main() -> None:
         app = FastAPI()
@@ -293,15 +300,7 @@ def test_an_owner_payout_without_work_asks_the_configured_pools_stats_api(
             super().__init__(base_url, api_key, transport=httpx.MockTransport(stats_api))
 
     monkeypatch.setattr(mining_settings_module, "StratumWorkClient", Client)
-    pool = {
-        "chain_api_url": "http://127.0.0.1:9",
-        "chain_api_key": "k",
-        "stats_api_url": "http://stats.invalid",
-        "stats_api_key": stats_key,
-        "fee_bps": 0,
-        "first_window_start": 0,
-    }
-    monkeypatch.setenv("SCNODE_EXCHANGE_MINING_POOLS", json.dumps({"btc": pool}))
+    _configure_btc_pool(monkeypatch, stats_api_url="http://stats.invalid", stats_api_key=stats_key)
 
     async def main() -> None:
         app = FastAPI()
