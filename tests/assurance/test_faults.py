@@ -103,20 +103,28 @@ def _kill9_under_load(world: World, faults: list[str]) -> None:
     assert world.stats.statuses["withdraw"][201] > 0
 
 
+def _withdraw_sats(world: World, *, address: int, amount: int, key: str) -> int:
+    """Member 0 withdraws `amount` sats to the outside world's Bitcoin address number
+    `address`; the withdrawal's id (accepted: 201)."""
+    with world.client(0) as client:
+        body = {"chain": "bitcoin", "address": world.outside["bitcoin"][address],
+                "amount": amount, "idempotency_key": key}  # fmt: skip
+        reply = client.post("/v1/withdrawals", json=body)
+        assert reply.status_code == 201, reply.text
+        wid: int = reply.json()["id"]
+        return wid
+
+
 def test_stalling_stand_in_pays_once(world: World) -> None:
     """The Bitcoin stand-in stalls ``sendtoaddress`` for three times the chain API's RPC
     timeout (then carries it out, as a busy bitcoind does): the withdrawal is accepted, and in
     the end it is paid exactly once, the audit clean."""
     btc = world.chains["bitcoin"]
     btc.node.stall(seconds=RPC_TIMEOUT * 3, method="sendtoaddress")
+    wid = _withdraw_sats(world, address=0, amount=5_000, key="stall-0")
+    time.sleep(RPC_TIMEOUT * 4)  # the stalled send has gone through by now
+    world.wait_settled(timeout=60)
     with world.client(0) as client:
-        body = {"chain": "bitcoin", "address": world.outside["bitcoin"][0],
-                "amount": 5_000, "idempotency_key": "stall-0"}  # fmt: skip
-        reply = client.post("/v1/withdrawals", json=body)
-        assert reply.status_code == 201, reply.text
-        wid = reply.json()["id"]
-        time.sleep(RPC_TIMEOUT * 4)  # the stalled send has gone through by now
-        world.wait_settled(timeout=60)
         assert client.get(f"/v1/withdrawals/{wid}").json()["state"] == "confirmed"
     _assert_clean(world)
 
@@ -137,12 +145,7 @@ def test_kill9_bitcoin_stand_in_under_load_with_a_send_in_flight(world: World) -
     rng = random.Random(seed)
     btc = world.chains["bitcoin"]
     btc.node.stall(seconds=120, method="sendtoaddress")  # a kill ends the stall, not the time
-    with world.client(0) as client:
-        body = {"chain": "bitcoin", "address": world.outside["bitcoin"][1],
-                "amount": 7_000, "idempotency_key": "stand-in-kill-0"}  # fmt: skip
-        reply = client.post("/v1/withdrawals", json=body)
-        assert reply.status_code == 201, reply.text
-        wid = reply.json()["id"]
+    wid = _withdraw_sats(world, address=1, amount=7_000, key="stand-in-kill-0")
     deadline = time.monotonic() + 60
     while not any(
         c["method"] == "sendtoaddress" for c in btc.node.rpc("getrpcinfo")["active_commands"]
