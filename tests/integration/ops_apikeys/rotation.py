@@ -66,6 +66,16 @@ class Layout:
     def exchange_copy(self) -> Path:
         return self.apps_conf / "exchange" / "client-keys" / "chain-api-bitcoin.key"
 
+    @property
+    def prometheus_copy(self) -> Path:
+        """Prometheus's copy of the read key (site.yml's monitoring play puts it there)."""
+        return self.root / "apps1" / "prometheus-keys" / "chain-api-bitcoin.token"
+
+    @property
+    def dashboard_copy(self) -> Path:
+        """Where the owner dashboard would hold the read key (not on this apps host)."""
+        return self.apps_conf / "dashboard" / "client-keys" / "chain-api-bitcoin.key"
+
 
 def make_hosts(layout: Layout) -> None:
     """First-run keys exactly as the scnode_apps role makes them (keytool create)."""
@@ -76,10 +86,17 @@ def make_hosts(layout: Layout) -> None:
     layout.exchange_copy.parent.mkdir(parents=True)
     layout.exchange_copy.write_text(layout.token("exchange").read_text())
     layout.exchange_copy.chmod(0o640)
+    layout.prometheus_copy.parent.mkdir(parents=True)
+    layout.prometheus_copy.write_text(layout.token("read").read_text())
+    layout.prometheus_copy.chmod(0o640)
 
 
 def write_inventory(layout: Layout, api_port: int) -> Path:
-    local = {"ansible_connection": "local", "ansible_python_interpreter": str(BIN / "python")}
+    local = {
+        "ansible_connection": "local",
+        "ansible_python_interpreter": str(BIN / "python"),
+        "api_key_rotation_monitoring_keys_dir": str(layout.prometheus_copy.parent),
+    }
     inventory = {
         "all": {
             "vars": local,
@@ -129,6 +146,8 @@ def rotate(
         "api_key_rotation_become": False,
         "api_key_rotation_grace_period": GRACE,
         "api_key_rotation_exchange_group": "root",
+        "api_key_rotation_monitoring_group": "root",
+        "api_key_rotation_dashboard_group": "root",
         # nothing to restart here: the test's clients read their key file on every request
         "api_key_rotation_restart": False,
         **variables,

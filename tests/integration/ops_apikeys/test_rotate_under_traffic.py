@@ -48,7 +48,8 @@ def test_rotation_under_traffic_fails_no_request(
     old_read_key = layout.token("read").read_text().strip()
 
     exchange = Traffic(api.url, lambda: layout.exchange_copy.read_text().strip()).start()
-    reader = Traffic(api.url, lambda: layout.token("read").read_text().strip()).start()
+    # like Prometheus: reads its copy of the read key at every scrape
+    reader = Traffic(api.url, lambda: layout.prometheus_copy.read_text().strip()).start()
     # a client that never switches: it works through the grace period, then is refused
     laggard = Traffic(api.url, lambda: old_exchange_key).start()
     time.sleep(0.5)
@@ -65,6 +66,9 @@ def test_rotation_under_traffic_fails_no_request(
     assert new_exchange_key != old_exchange_key
     assert new_exchange_key == layout.token("exchange").read_text().strip()
     assert layout.token("read").read_text().strip() != old_read_key
+    # Prometheus's copy follows the read key; the dashboard holds none on this host: none made
+    assert layout.prometheus_copy.read_text().strip() == layout.token("read").read_text().strip()
+    assert not layout.dashboard_copy.exists()
     for secret in (old_exchange_key, new_exchange_key, old_read_key):
         assert secret not in first["_stdout"]
 
