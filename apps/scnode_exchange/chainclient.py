@@ -5,6 +5,11 @@ look-ups, idempotent sends and the events WebSocket (resumable by cursor). Error
 callers can tell "try again later" (`ChainApiRetryableError`: the API or its daemon is down or
 warming up, a timeout, a 5xx) from "this request is wrong" (`ChainApiRequestError`: a 4xx, which
 repeating will not fix).
+
+The API key comes from a `scnode_core.keyfile.KeySource` on every request, so a key file
+rewritten by the rotation job is followed without a restart; a 401 re-reads the file once and,
+when it holds another key, repeats that request once with it (the API checks the key before it
+acts, so a refused send was not made and its repetition, same idempotency key, sends once).
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+
+from scnode_core.keyfile import KeySource, key_source
 
 log = logging.getLogger(__name__)
 
@@ -103,13 +110,13 @@ class ChainApiClient:
     def __init__(
         self,
         base_url: str,
-        api_key: str,
+        api_key: str | KeySource,
         *,
         timeout: float = 30.0,
         backoff: Backoff | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self._headers = {"Authorization": f"Bearer {api_key}"}
+        self._key = key_source(api_key)
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
         self._backoff = backoff or Backoff()
@@ -119,7 +126,7 @@ class ChainApiClient:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self._timeout, headers=self._headers)
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
         return self._session
 
     async def aclose(self) -> None:
@@ -143,17 +150,10 @@ class ChainApiClient:
         params: Mapping[str, str | int] | None = None,
     ) -> Any:
         """Call ``method path`` and return the decoded JSON answer, or raise a typed error."""
-        url = f"{self.base_url}{path}"
-        try:
-            async with self._client().request(
-                method, url, json=json_body, params=params
-            ) as response:
-                status = response.status
-                content = await response.read()
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise ChainApiRetryableError(
-                f"{method} {path}: cannot reach {self.base_url}: {type(exc).__name__} {exc}"
-            ) from exc
+        key = self._key.current()
+        status, content = await self._call(method, path, key, json_body, params)
+        if status == 401 and (renewed := self._renewed(key)) is not None:
+            status, content = await self._call(method, path, renewed, json_body, params)
         try:
             payload = json.loads(content) if content else None
         except ValueError:
@@ -165,6 +165,33 @@ class ChainApiClient:
         detail = payload.get("detail") if isinstance(payload, dict) else None
         message = f"{method} {path}: HTTP {status}: {detail or content[:200]!r}"
         raise _error_for(status, message, str(detail or ""))
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        key: str,
+        json_body: Any,
+        params: Mapping[str, str | int] | None,
+    ) -> tuple[int, bytes]:
+        url = f"{self.base_url}{path}"
+        try:
+            async with self._client().request(
+                method, url, json=json_body, params=params, headers=_auth(key)
+            ) as response:
+                return response.status, await response.read()
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise ChainApiRetryableError(
+                f"{method} {path}: cannot reach {self.base_url}: {type(exc).__name__} {exc}"
+            ) from exc
+
+    def _renewed(self, refused: str) -> str | None:
+        """After ``refused`` got a 401: re-read the key file; its key if it is another one."""
+        fresh = self._key.refresh()
+        if fresh == refused:
+            return None
+        log.warning("API %r refused the key; trying once more with the key file's new one", self)
+        return fresh
 
     # -- routes ------------------------------------------------------------------------------
     async def status(self) -> dict[str, Any]:
@@ -258,6 +285,7 @@ class ChainApiClient:
         reconnect = False
         while stop is None or not stop.is_set():
             url = f"{self.base_url}/v1/events/ws"
+            key = self._key.current()
             try:
                 if reconnect:
                     tip = await self.tip_cursor()
@@ -269,7 +297,7 @@ class ChainApiClient:
                         cursor = 0
                 reconnect = True
                 async with self._client().ws_connect(
-                    url, params={"cursor": str(cursor)}, heartbeat=20.0
+                    url, params={"cursor": str(cursor)}, heartbeat=20.0, headers=_auth(key)
                 ) as ws:
                     async for message in _messages(ws, stop):
                         if message.type != aiohttp.WSMsgType.TEXT:
@@ -283,10 +311,14 @@ class ChainApiClient:
                         cursor = event.id
                         yield event
                     code = ws.close_code
+                if code == 4401 and self._renewed(key) is not None:
+                    continue  # the rotated key: reconnect at once from the same cursor
                 if code in (4401, 4403):
                     status = 401 if code == 4401 else 403
                     raise ChainApiAuthError(f"events WebSocket refused (close {code})", status)
             except aiohttp.WSServerHandshakeError as exc:
+                if exc.status == 401 and self._renewed(key) is not None:
+                    continue
                 if 400 <= exc.status < 500 and exc.status != 429:
                     reason = f"events WebSocket: HTTP {exc.status}"
                     raise _error_for(exc.status, reason, "") from exc
@@ -344,6 +376,10 @@ def _event(raw: Mapping[str, Any]) -> ChainEvent:
     return ChainEvent(
         int(raw["id"]), str(raw["kind"]), dict(raw.get("data") or {}), float(raw.get("time", 0))
     )
+
+
+def _auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
 
 
 def _segment(value: int | str) -> str:

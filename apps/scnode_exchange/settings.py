@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from scnode_core.keyfile import KeySource
 from scnode_exchange.ledger import AssetSpec
 from scnode_exchange.matching import MarketSpec
 
@@ -61,7 +62,8 @@ def load_key_files(data: Any, *fields: str) -> Any:
     """For each ``field`` not given but ``<field>_file`` given, read the key from that file.
 
     The apps role keeps the API keys the exchange uses as clients in files of their own (0640,
-    the exchange's group): the key rotation rewrites a file, never the settings around it."""
+    the exchange's group): the key rotation rewrites a file, never the settings around it. The
+    key read here checks the file at start; the clients then follow the file (`client_key`)."""
     if not isinstance(data, dict):
         return data
     loaded = dict(data)
@@ -78,13 +80,22 @@ def load_key_files(data: Any, *fields: str) -> Any:
     return loaded
 
 
+def client_key(settings: Any, field: str = "api_key") -> KeySource:
+    """The key a client built from ``settings`` presents: when ``<field>_file`` is configured,
+    the file's key re-read whenever the rotation rewrites it (the key read at start is kept
+    while the file cannot be read); otherwise the fixed ``<field>``."""
+    key = getattr(settings, field).get_secret_value()
+    path = getattr(settings, f"{field}_file", None)
+    return KeySource.from_file(Path(path), initial=key) if path else KeySource.fixed(key)
+
+
 class ChainSettings(BaseModel):
     """How the exchange reaches one chain API (deposits, withdrawals)."""
 
     asset: str = Field(description="ledger asset credited for this chain: SATS, AZC, …")
     api_url: str
     api_key: SecretStr
-    # or the file holding it (read once at start)
+    # or the file holding it (read at start, then followed: see client_key)
     api_key_file: Path | None = None
     confirmations: int = Field(default=6, ge=1, le=1000)
 
@@ -99,7 +110,7 @@ class LightningSettings(BaseModel):
 
     api_url: str
     api_key: SecretStr  # a key with the `invoice` scope
-    # or the file holding it (read once at start)
+    # or the file holding it (read at start, then followed: see client_key)
     api_key_file: Path | None = None
     invoice_expiry_seconds: int = Field(default=3600, ge=60, le=7 * 86400)
     max_invoice_sats: int = Field(default=10_000_000, ge=1, le=2_100_000_000_000_000)

@@ -22,7 +22,7 @@ from fastapi import FastAPI
 
 from scnode_exchange.api.runtime import Runtime
 from scnode_exchange.owner import OwnerOperations
-from scnode_exchange.settings import ExchangeSettings
+from scnode_exchange.settings import ExchangeSettings, client_key
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def start_withdrawals(app: FastAPI, settings: ExchangeSettings, rt: Runtime) -> 
     client = importlib.import_module("scnode_exchange.chainclient").ChainApiClient
     sender = importlib.import_module("scnode_exchange.withdrawals.chain").ChainApiSender
     senders = {
-        name: sender(client(chain.api_url, chain.api_key.get_secret_value()))
+        name: sender(client(chain.api_url, client_key(chain)))
         for name, chain in settings.chains.items()
     }
     worker = withdrawals.WithdrawalWorker(

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from scnode_exchange.chainclient import ChainApiClient
 from scnode_exchange.deposits.service import ChainDepositConfig, DepositService, chain_asset
 from scnode_exchange.deposits.watcher import DepositMetrics, DepositWatcher
-from scnode_exchange.settings import load_key_files
+from scnode_exchange.settings import client_key, load_key_files
 
 
 class DepositChainSettings(BaseModel):
@@ -79,9 +79,7 @@ def build_deposits(
         for name, c in chains.items()
     }
     service = DepositService(sessions, configs)
-    clients = {
-        name: ChainApiClient(c.api_url, c.api_key.get_secret_value()) for name, c in chains.items()
-    }
+    clients = {name: ChainApiClient(c.api_url, client_key(c)) for name, c in chains.items()}
     watcher = DepositWatcher(
         service, clients, batch_size=batch_size, refresh_below=refresh_below, metrics=metrics
     )

@@ -18,6 +18,7 @@ from scnode_exchange.lightning.service import (
     LightningDepositService,
 )
 from scnode_exchange.lightning.watcher import LightningDepositMetrics, LightningDepositWatcher
+from scnode_exchange.settings import client_key
 
 __all__ = [
     "Credit",
@@ -95,7 +96,7 @@ def start_lightning(app: Any, settings: Any, rt: Any) -> LightningDeposits | Non
         return None
     deposits = LightningDeposits(
         rt.sessions,
-        LightningApiClient(conf.api_url, conf.api_key.get_secret_value()),
+        LightningApiClient(conf.api_url, client_key(conf)),
         expiry_seconds=conf.invoice_expiry_seconds,
         max_invoice_sats=conf.max_invoice_sats,
     )

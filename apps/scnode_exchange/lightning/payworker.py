@@ -47,6 +47,7 @@ from scnode_exchange.lightning.payments import (
     PaymentPolicy,
     PaymentRefusedError,
 )
+from scnode_exchange.settings import client_key
 
 log = logging.getLogger(__name__)
 CRASH_POINTS = ("after_mark_sending", "after_send")
@@ -297,7 +298,7 @@ def start_lightning_payments(app: Any, settings: Any, rt: Any) -> LightningPayme
         return None
     payments = LightningPayments(
         rt.sessions,
-        LightningApiClient(conf.api_url, conf.api_key.get_secret_value(), timeout=120),
+        LightningApiClient(conf.api_url, client_key(conf), timeout=120),
         PaymentPolicy(
             min_sats=conf.pay_min_sats,
             max_sats=conf.pay_max_sats,

@@ -27,7 +27,7 @@ from scnode_exchange.chainclient import ChainApiClient
 from scnode_exchange.mining.service import MiningConfig, MiningService
 from scnode_exchange.mining.statsclient import StatsWorkSource, StratumWorkClient
 from scnode_exchange.mining.watcher import ChainRewardSource, PayoutWatcher
-from scnode_exchange.settings import load_key_files
+from scnode_exchange.settings import client_key, load_key_files
 
 PREFIX = {"azc": "az", "btc": "btc"}
 
@@ -38,7 +38,7 @@ class PoolSettings(BaseModel):
     chain_prefix: str | None = Field(default=None, pattern="^(az|btc)$")
     stats_api_url: str
     stats_api_key: SecretStr
-    # the keys may instead be read from files (the apps role writes them 0640)
+    # the keys may instead be read from files (the apps role writes them 0640; followed)
     chain_api_key_file: Path | None = None
     stats_api_key_file: Path | None = None
     fee_bps: int = Field(default=0, ge=0, le=10_000)
@@ -80,8 +80,8 @@ class PayoutWorkers:
         # the owner's payout route asks the same stats APIs when a request carries no work
         self.work_source = StatsWorkSource({})
         for pool, conf in sorted(settings.mining_pools.items()):
-            chain = ChainApiClient(conf.chain_api_url, conf.chain_api_key.get_secret_value())
-            stats = StratumWorkClient(conf.stats_api_url, conf.stats_api_key.get_secret_value())
+            chain = ChainApiClient(conf.chain_api_url, client_key(conf, "chain_api_key"))
+            stats = StratumWorkClient(conf.stats_api_url, client_key(conf, "stats_api_key"))
             self.closers += [chain, stats]
             self.work_source.clients[pool] = stats
 

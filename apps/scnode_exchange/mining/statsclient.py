@@ -5,6 +5,10 @@ accepted difficulty per worker in ``[start, end)``, attributed workers under ``w
 the others under ``unattributed``. The exchange attributes work with its OWN registry, so both
 lists are merged into one map worker name → accepted difficulty; the stats API's member
 guess (worker-name prefix) is not used for money.
+
+The API key is taken from a `scnode_core.keyfile.KeySource` on every request (a rotated key
+file is followed without a restart); a 401 re-reads the file and, when it holds another key,
+asks once more with it.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import httpx
+
+from scnode_core.keyfile import KeySource, key_source
 
 
 class StatsApiError(Exception):
@@ -48,22 +54,30 @@ class StratumWorkClient:
     def __init__(
         self,
         base_url: str,
-        api_key: str,
+        api_key: str | KeySource,
         *,
         timeout: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self._http = httpx.AsyncClient(
-            base_url=base_url,
-            headers={"Authorization": f"Bearer {api_key}"},
-            timeout=timeout,
-            transport=transport,
-        )
+        self._key = key_source(api_key)
+        self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout, transport=transport)
+
+    def __repr__(self) -> str:  # the key never appears
+        return f"StratumWorkClient({str(self._http.base_url)!r})"
+
+    async def _get(self, path: str, params: dict[str, int]) -> httpx.Response:
+        key = self._key.current()
+        response = await self._http.get(path, params=params, headers=_auth(key))
+        if response.status_code == 401:
+            fresh = self._key.refresh()
+            if fresh != key:
+                response = await self._http.get(path, params=params, headers=_auth(fresh))
+        return response
 
     async def work(self, start: int, end: int) -> dict[str, float]:
         """Accepted difficulty per worker in ``[start, end)`` (Unix seconds)."""
         try:
-            response = await self._http.get("/v1/stratum/work", params={"start": start, "end": end})
+            response = await self._get("/v1/stratum/work", {"start": start, "end": end})
         except httpx.HTTPError as exc:
             raise StatsApiError(f"stats API unreachable: {exc}") from exc
         if response.status_code != 200:
@@ -76,6 +90,10 @@ class StratumWorkClient:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+
+def _auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
 
 
 class StatsWorkSource:

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from scnode_exchange.chainclient import ChainApiClient
 from scnode_exchange.lightning.client import LightningApiClient
+from scnode_exchange.settings import client_key
 from scnode_exchange.solvency.checker import SolvencyChecker, WalletBalance
 from scnode_exchange.solvency.models import SolvencyAlert
 from scnode_exchange.solvency.service import (
@@ -57,13 +58,11 @@ def start_solvency(app: FastAPI, settings: Any, rt: Any) -> SolvencyChecker:
         metrics=metrics,
     )
     wallets: dict[str, WalletBalance] = {
-        name: ChainApiClient(chain.api_url, chain.api_key.get_secret_value())
+        name: ChainApiClient(chain.api_url, client_key(chain))
         for name, chain in settings.chains.items()
     }
     if lightning is not None:
-        wallets[LIGHTNING_WALLET] = LightningApiClient(
-            lightning.api_url, lightning.api_key.get_secret_value()
-        )
+        wallets[LIGHTNING_WALLET] = LightningApiClient(lightning.api_url, client_key(lightning))
     checker = SolvencyChecker(service, wallets, interval=settings.solvency_interval_seconds)
     app.state.solvency = checker
     return checker

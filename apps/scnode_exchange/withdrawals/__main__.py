@@ -17,6 +17,7 @@ from scnode_core import cli
 from scnode_exchange.chainclient import ChainApiClient
 from scnode_exchange.db import make_engine, make_sessionmaker, upgrade
 from scnode_exchange.runner import stop_on_signals
+from scnode_exchange.settings import client_key
 from scnode_exchange.withdrawals.chain import ChainApiSender
 from scnode_exchange.withdrawals.service import WithdrawalService
 from scnode_exchange.withdrawals.settings import WithdrawalSettings
@@ -29,7 +30,7 @@ async def serve(settings: WithdrawalSettings) -> None:
     """Run the worker until SIGTERM/SIGINT."""
     engine = make_engine(settings.database_url)
     senders = {
-        name: ChainApiSender(ChainApiClient(c.api_url, c.api_key.get_secret_value()))
+        name: ChainApiSender(ChainApiClient(c.api_url, client_key(c)))
         for name, c in settings.chains.items()
     }
     service = WithdrawalService(
