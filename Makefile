@@ -27,7 +27,7 @@ COLLECTION_LINK := collections/ansible_collections/satoshiware/scnode
 # it, plus the small labs that fit; the longer own-lab tests are in make test-long. pytest and
 # molecule run beside the test-host stage (tests/stages.sh), so their ceilings allow for that.
 STAGE_TIMEOUT_PYTEST    ?= 2400
-STAGE_TIMEOUT_TESTHOSTS ?= 3300
+STAGE_TIMEOUT_TESTHOSTS ?= 4200
 STAGE_TIMEOUT_MOLECULE  ?= 2400
 STAGE := timeout --kill-after=30 --verbose
 
