@@ -309,9 +309,7 @@ def create_app(
     """The dashboard app; ``exchange``/``oidc`` replace the clients built from the settings."""
     store = Store(settings.database_path)
     if exchange is None:
-        exchange = ExchangeClient(
-            settings.exchange_url, settings.exchange_api_key.get_secret_value()
-        )
+        exchange = ExchangeClient(settings.exchange_url, settings.exchange_key)
     if oidc is None and settings.oidc_discovery_url:
         oidc = OidcClient(
             settings.oidc_discovery_url,

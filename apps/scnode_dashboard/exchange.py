@@ -1,7 +1,11 @@
 """The exchange as the dashboard sees it: a trusted client with its ``dashboard``-scoped API
 key asks for a member session token (``POST /api/dashboard/sessions``), then calls the member
 API with that token, exactly as any member client does. The token lives in the dashboard's
-server-side session row and never reaches the browser."""
+server-side session row and never reaches the browser.
+
+The ``dashboard`` key comes from a `scnode_core.keyfile.KeySource` on every request, so a key
+file rewritten by the rotation job is followed without a restart; a 401 re-reads the file once
+and, if it holds another key, repeats that one request with it."""
 
 from __future__ import annotations
 
@@ -10,6 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+
+from scnode_core.keyfile import KeySource, key_source
 
 
 class ExchangeError(Exception):
@@ -36,12 +42,12 @@ class ExchangeClient:
     def __init__(
         self,
         base_url: str,
-        api_key: str,
+        api_key: str | KeySource,
         timeout: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout, transport=transport)
-        self._key = api_key
+        self._key = key_source(api_key)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -49,11 +55,13 @@ class ExchangeClient:
     async def _call(
         self, method: str, path: str, token: str | None = None, **kwargs: Any
     ) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {token}"} if token else {"X-API-Key": self._key}
-        try:
-            reply = await self._http.request(method, path, headers=headers, **kwargs)
-        except httpx.HTTPError as exc:
-            raise ExchangeError(0, f"the exchange is not reachable: {exc}") from exc
+        if token:
+            reply = await self._send(method, path, {"Authorization": f"Bearer {token}"}, kwargs)
+        else:
+            key = self._key.current()
+            reply = await self._send(method, path, {"X-API-Key": key}, kwargs)
+            if reply.status_code == 401 and (fresh := self._key.refresh()) != key:
+                reply = await self._send(method, path, {"X-API-Key": fresh}, kwargs)
         if reply.status_code >= 400:
             try:
                 detail = str(reply.json().get("detail", reply.text))
@@ -61,6 +69,14 @@ class ExchangeClient:
                 detail = reply.text[:200]
             raise ExchangeError(reply.status_code, detail)
         return reply
+
+    async def _send(
+        self, method: str, path: str, headers: dict[str, str], kwargs: dict[str, Any]
+    ) -> httpx.Response:
+        try:
+            return await self._http.request(method, path, headers=headers, **kwargs)
+        except httpx.HTTPError as exc:
+            raise ExchangeError(0, f"the exchange is not reachable: {exc}") from exc
 
     async def member_token(self, handle: str) -> MemberToken:
         """A member session token for ``handle`` (404 → ``ExchangeError`` status 404)."""

@@ -65,18 +65,19 @@ class OwnerExchange:
     """The exchange's owner API for one signed-in owner (one request's client)."""
 
     def __init__(self, settings: DashboardSettings, owner: User) -> None:
-        key = settings.exchange_owner_api_key.get_secret_value()
-        if not key:
+        keys = settings.exchange_owner_key
+        if keys is None:
             raise PageError(
                 503,
                 "The owner pages need the exchange's owner key "
-                "(SCNODE_DASHBOARD_EXCHANGE_OWNER_API_KEY).",
+                "(SCNODE_DASHBOARD_EXCHANGE_OWNER_API_KEY or ..._FILE).",
                 "Not configured",
             )
+        self._keys = keys
         self._http = httpx.AsyncClient(
             base_url=settings.exchange_url,
             timeout=10.0,
-            headers={"X-API-Key": key, "X-Acting-Owner": owner.username},
+            headers={"X-Acting-Owner": owner.username},
             verify=components.tls_context(),
         )
 
@@ -87,10 +88,12 @@ class OwnerExchange:
         await self._http.aclose()
 
     async def call(self, method: str, path: str, **kwargs: Any) -> Any:
-        try:
-            reply = await self._http.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            raise ExchangeError(0, f"the exchange is not reachable: {type(exc).__name__}") from exc
+        # the key file's key on every call; a 401 re-reads it once (the rotation may have
+        # rewritten it within one tick of the file clock) and repeats the call with a new key
+        key = self._keys.current()
+        reply = await self._send(method, path, key, kwargs)
+        if reply.status_code == 401 and (fresh := self._keys.refresh()) != key:
+            reply = await self._send(method, path, fresh, kwargs)
         if reply.status_code >= 400:
             try:
                 body = reply.json()
@@ -99,6 +102,14 @@ class OwnerExchange:
                 detail = reply.text[:200]
             raise ExchangeError(reply.status_code, str(detail)[:300])
         return reply.json() if reply.content else None
+
+    async def _send(
+        self, method: str, path: str, key: str, kwargs: dict[str, Any]
+    ) -> httpx.Response:
+        try:
+            return await self._http.request(method, path, headers={"X-API-Key": key}, **kwargs)
+        except httpx.HTTPError as exc:
+            raise ExchangeError(0, f"the exchange is not reachable: {type(exc).__name__}") from exc
 
     async def get(self, path: str, **params: Any) -> Any:
         return await self.call("GET", path, params={k: v for k, v in params.items() if v})

@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from scnode_core.keyfile import KeySource
+
+KEY_FIELDS = ("exchange_api_key", "exchange_owner_api_key")
+
+
+def _read_key_file(field: str, path: Any) -> str:
+    try:
+        key = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ValueError(f"{field}_file {path}: {exc.strerror}") from None
+    if not key:
+        raise ValueError(f"{field}_file {path} is empty")
+    return key
 
 
 class DashboardSettings(BaseSettings):
@@ -24,9 +39,14 @@ class DashboardSettings(BaseSettings):
     # the exchange, reached as a trusted client (a key with the 'dashboard' scope)
     exchange_url: str = "http://127.0.0.1:8410"
     exchange_api_key: SecretStr
-    # the owner pages: a key with the 'owner' scope (empty: no owner pages), the components
-    # file (JSON list the roles write: name, kind, url, key_file) and what the page warns about
+    # or the file holding it (the apps role's way): read at start, then followed on every
+    # request, so the key rotation needs no restart (see exchange_key)
+    exchange_api_key_file: Path | None = None
+    # the owner pages: a key with the 'owner' scope (empty: no owner pages), or its file, the
+    # components file (JSON list the roles write: name, kind, url, key_file) and what the page
+    # warns about
     exchange_owner_api_key: SecretStr = SecretStr("")
+    exchange_owner_api_key_file: Path | None = None
     components_file: Path | None = None
     backup_dir: Path | None = None
     backup_max_age_hours: float = Field(default=36.0, gt=0)
@@ -56,6 +76,19 @@ class DashboardSettings(BaseSettings):
     logins_per_minute: int = Field(default=20, ge=1)
     totp_issuer: str = "SC Node"
 
+    @model_validator(mode="before")
+    @classmethod
+    def _key_files(cls, data: Any) -> Any:
+        """A key given by its file only: read it now (a missing or empty file is an error)."""
+        if not isinstance(data, dict):
+            return data
+        loaded = dict(data)
+        for field in KEY_FIELDS:
+            path = loaded.get(f"{field}_file")
+            if path and not loaded.get(field):
+                loaded[field] = _read_key_file(field, path)
+        return loaded
+
     @model_validator(mode="after")
     def _consistent(self) -> DashboardSettings:
         url = urlsplit(self.public_url)
@@ -68,6 +101,25 @@ class DashboardSettings(BaseSettings):
         ):
             raise ValueError("oidc_discovery_url needs oidc_client_id and oidc_client_secret")
         return self
+
+    @cached_property
+    def exchange_key(self) -> KeySource:
+        """The ``dashboard`` key to send now: the file's, followed (re-read when the rotation
+        rewrites it), or the fixed ``exchange_api_key``."""
+        return self._key_source("exchange_api_key")
+
+    @cached_property
+    def exchange_owner_key(self) -> KeySource | None:
+        """The ``owner`` key of the owner pages (None: not configured), followed like
+        ``exchange_key``."""
+        if not self.exchange_owner_api_key.get_secret_value():
+            return None
+        return self._key_source("exchange_owner_api_key")
+
+    def _key_source(self, field: str) -> KeySource:
+        key: str = getattr(self, field).get_secret_value()
+        path: Path | None = getattr(self, f"{field}_file")
+        return KeySource.from_file(path, initial=key) if path else KeySource.fixed(key)
 
     @property
     def origin(self) -> str:
