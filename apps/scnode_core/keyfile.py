@@ -75,20 +75,13 @@ class KeySource:
 
     def current(self) -> str:
         """The key to send now: the file's, re-read if its stat changed since the last read."""
-        if self._path is None:
-            return self._key
-        with self._lock:
-            try:
-                st = self._path.stat()
-            except OSError as exc:
-                self._failed(exc.strerror or type(exc).__name__)
-                return self._key
-            if _identity(st) != self._seen:
-                self._read(st)
-            return self._key
+        return self._follow(force=False)
 
     def refresh(self) -> str:
         """Re-read the file whatever its stat says; the key to send now."""
+        return self._follow(force=True)
+
+    def _follow(self, *, force: bool) -> str:
         if self._path is None:
             return self._key
         with self._lock:
@@ -97,7 +90,8 @@ class KeySource:
             except OSError as exc:
                 self._failed(exc.strerror or type(exc).__name__)
                 return self._key
-            self._read(st)
+            if force or _identity(st) != self._seen:
+                self._read(st)
             return self._key
 
     def _read(self, st: os.stat_result) -> None:
