@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,28 +26,7 @@ from scnode_exchange.deposits.settings import build_deposits
 from scnode_exchange.settings import ChainSettings
 from simnet.pytest_chain import ChainNode
 from tests.integration.chain_api.handle import ChainApi
-
-
-def write_key_file(path: Path, key: str) -> None:
-    """The client key file as the api_key module writes it: key + newline, 0640, renamed in."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.fchmod(fd, 0o640)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(key + "\n")
-    Path(tmp).replace(path)
-
-
-def rewrite_in_place_unseen(path: Path, key: str) -> None:
-    """A same-size rewrite within one tick of the file clock: the stat does not change."""
-    before = path.stat()
-    path.write_text(key + "\n", encoding="utf-8")
-    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
-    after = path.stat()
-    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (
-        before.st_ino,
-        before.st_size,
-        before.st_mtime_ns,
-    )
+from tests.integration.exchange_keyreload.keyfiles import rewrite_unseen, write_key_file
 
 
 def key_id(keys_file: Path, token: str) -> str:
@@ -115,7 +92,7 @@ def test_the_exchange_chain_client_follows_rotations_without_a_rebuild(
             sent["keyreload-2"] = (await client.send(target, 11_000, "keyreload-2")).txid
 
             keys["third"] = rotate(keys_file, keys["second"])
-            rewrite_in_place_unseen(key_file, keys["third"])
+            rewrite_unseen(key_file, keys["third"])
             with caplog.at_level(logging.WARNING, logger="scnode_exchange.chainclient"):
                 third = await client.send(target, 12_000, "keyreload-3")
             assert third.replayed is False

@@ -6,8 +6,6 @@ the same client's next request succeeds, a client holding the key read at start 
 from __future__ import annotations
 
 import asyncio
-import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -21,15 +19,7 @@ from scnode_exchange.settings import client_key
 from scnode_stratum import synthetic
 from scnode_stratum.app import create_app
 from scnode_stratum.settings import StratumApiSettings
-
-
-def write_key_file(path: Path, key: str) -> None:
-    """As the api_key module writes a client's key: key + newline, 0640, renamed over it."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.fchmod(fd, 0o640)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(key + "\n")
-    Path(tmp).replace(path)
+from tests.integration.exchange_keyreload.keyfiles import write_key_file
 
 
 def test_the_stats_client_follows_a_rotation_of_its_key(tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ A small fake API on 127.0.0.1 records every request with the key it carried."""
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -22,24 +21,11 @@ from scnode_exchange.lightning.client import LightningApiClient
 from scnode_exchange.mining.settings import PoolSettings
 from scnode_exchange.mining.statsclient import StatsApiError, StratumWorkClient
 from scnode_exchange.settings import ChainSettings, LightningSettings, client_key
+from tests.integration.exchange_keyreload.keyfiles import rewrite_unseen
 
 
 def new_key() -> str:
     return f"scnk_{secrets.token_hex(4)}_{secrets.token_urlsafe(32)}"
-
-
-def rewrite_unseen(path: Path, key: str) -> None:
-    """Rewrite the key file in place within one tick of the file clock: same inode, same size,
-    same mtime — only a forced re-read (the client's answer to a 401) can see the new key."""
-    before = path.stat()
-    path.write_text(key + "\n", encoding="utf-8")
-    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
-    after = path.stat()
-    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (
-        before.st_ino,
-        before.st_size,
-        before.st_mtime_ns,
-    )
 
 
 class FakeApi:
