@@ -15,16 +15,6 @@ from scnode_core.keyfile import KeySource
 KEY_FIELDS = ("exchange_api_key", "exchange_owner_api_key")
 
 
-def _read_key_file(field: str, path: Any) -> str:
-    try:
-        key = Path(path).read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ValueError(f"{field}_file {path}: {exc.strerror}") from None
-    if not key:
-        raise ValueError(f"{field}_file {path} is empty")
-    return key
-
-
 class DashboardSettings(BaseSettings):
     """Everything the dashboard needs; the apps role writes the env file (mode 0640)."""
 
@@ -86,7 +76,8 @@ class DashboardSettings(BaseSettings):
         for field in KEY_FIELDS:
             path = loaded.get(f"{field}_file")
             if path and not loaded.get(field):
-                loaded[field] = _read_key_file(field, path)
+                # KeyFileError (a ValueError naming the file, never a key) if missing or empty
+                loaded[field] = KeySource.from_file(Path(path)).current()
         return loaded
 
     @model_validator(mode="after")

@@ -10,7 +10,6 @@ A small fake exchange on 127.0.0.1 records every request with the key it carried
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -25,31 +24,11 @@ from scnode_dashboard.exchange import ExchangeClient, ExchangeError
 from scnode_dashboard.owner import OwnerExchange
 from scnode_dashboard.settings import DashboardSettings
 from scnode_dashboard.store import OWNER, User
+from tests.integration.exchange_keyreload.keyfiles import rewrite_unseen, write_key_file
 
 
 def new_key() -> str:
     return f"scnk_{secrets.token_hex(4)}_{secrets.token_urlsafe(32)}"
-
-
-def replace(path: Path, key: str) -> None:
-    """Replace a key file the way the api_key module does: a new file renamed over it."""
-    tmp = path.with_name(f".{path.name}.new")
-    tmp.write_text(key + "\n", encoding="utf-8")
-    tmp.replace(path)
-
-
-def rewrite_unseen(path: Path, key: str) -> None:
-    """Rewrite a key file in place within one tick of the file clock (same inode, size and
-    mtime): only a forced re-read — the answer to a 401 — can see the new key."""
-    before = path.stat()
-    path.write_text(key + "\n", encoding="utf-8")
-    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
-    after = path.stat()
-    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (
-        before.st_ino,
-        before.st_size,
-        before.st_mtime_ns,
-    )
 
 
 class FakeExchange:
@@ -145,74 +124,72 @@ def olivia() -> User:
     )
 
 
-def test_a_rotated_dashboard_key_is_used_by_the_next_member_session(
-    tmp_path: Path, key_files: tuple[Path, Path]
-) -> None:
-    dashboard, owner = key_files
-    old, new = dashboard.read_text().strip(), new_key()
+def sessions(
+    tmp_path: Path,
+    key_files: tuple[Path, Path],
+    script: Callable[[FakeExchange, ExchangeClient], Awaitable[None]],
+) -> FakeExchange:
+    """Run ``script`` with the dashboard's exchange client built from the role's settings."""
 
     async def scenario(ex: FakeExchange) -> None:
-        ex.dashboard_keys = {old}
-        settings = settings_for(tmp_path, ex.url, dashboard, owner)
-        assert settings.exchange_api_key.get_secret_value() == old  # read at start
+        settings = settings_for(tmp_path, ex.url, *key_files)
         client = ExchangeClient(settings.exchange_url, settings.exchange_key)
         try:
-            assert (await client.member_token("alice")).token == "tok-alice"
-            replace(dashboard, new)  # the rotation: new key, the old one revoked at once
-            ex.dashboard_keys = {new}
-            assert (await client.member_token("bob")).token == "tok-bob"
+            await script(ex, client)
         finally:
             await client.aclose()
 
-    ex = serve(scenario)
-    # the second session was asked with the new key at the first try: no 401 on the way
-    assert ex.keys("/api/dashboard/sessions") == [old, new]
+    return serve(scenario)
 
 
-def test_a_rewrite_the_stat_misses_is_caught_by_one_retry_after_a_401(
-    tmp_path: Path, key_files: tuple[Path, Path]
+@pytest.mark.parametrize(
+    ("rewrite", "asked_with"),
+    [
+        # renamed over the old file, as the rotation does: the next request sends the new key
+        (write_key_file, ["old", "new", "new"]),
+        # rewritten within one tick of the file clock: refused once, repeated with the new key
+        (rewrite_unseen, ["old", "old", "new", "new"]),
+    ],
+)
+def test_a_rotated_dashboard_key_is_used_without_a_restart(
+    tmp_path: Path,
+    key_files: tuple[Path, Path],
+    rewrite: Callable[[Path, str], None],
+    asked_with: list[str],
 ) -> None:
-    dashboard, owner = key_files
+    dashboard = key_files[0]
     old, new = dashboard.read_text().strip(), new_key()
 
-    async def scenario(ex: FakeExchange) -> None:
+    async def script(ex: FakeExchange, client: ExchangeClient) -> None:
         ex.dashboard_keys = {old}
-        settings = settings_for(tmp_path, ex.url, dashboard, owner)
-        client = ExchangeClient(settings.exchange_url, settings.exchange_key)
-        try:
-            await client.member_token("alice")
-            rewrite_unseen(dashboard, new)
-            ex.dashboard_keys = {new}
-            assert (await client.member_token("alice")).token == "tok-alice"
-            assert (await client.member_token("bob")).token == "tok-bob"
-        finally:
-            await client.aclose()
+        assert (await client.member_token("alice")).token == "tok-alice"
+        rewrite(dashboard, new)  # the rotation: new key, the old one revoked at once
+        ex.dashboard_keys = {new}
+        assert (await client.member_token("alice")).token == "tok-alice"
+        assert (await client.member_token("bob")).token == "tok-bob"
 
-    ex = serve(scenario)
-    # refused once with the old key, repeated with the file's new one, which then stays
-    assert ex.keys("/api/dashboard/sessions") == [old, old, new, new]
-    assert [body for _, _, _, body in ex.seen][1:3] == [{"handle": "alice"}] * 2
+    ex = sessions(tmp_path, key_files, script)
+    names = {old: "old", new: "new"}
+    assert [names[key] for key in ex.keys("/api/dashboard/sessions")] == asked_with
+    # a repeated request carries the same body
+    assert [body["handle"] for _, _, _, body in ex.seen] == ["alice"] * (len(asked_with) - 1) + [
+        "bob"
+    ]
 
 
 def test_a_401_with_the_files_own_key_is_not_repeated(
     tmp_path: Path, key_files: tuple[Path, Path]
 ) -> None:
-    dashboard, owner = key_files
-    key = dashboard.read_text().strip()
+    key = key_files[0].read_text().strip()
     raised: list[ExchangeError] = []
 
-    async def scenario(ex: FakeExchange) -> None:
+    async def script(ex: FakeExchange, client: ExchangeClient) -> None:
         ex.dashboard_keys = set()  # revoked, and the file has nothing newer
-        settings = settings_for(tmp_path, ex.url, dashboard, owner)
-        client = ExchangeClient(settings.exchange_url, settings.exchange_key)
-        try:
-            with pytest.raises(ExchangeError) as caught:
-                await client.member_token("alice")
-            raised.append(caught.value)
-        finally:
-            await client.aclose()
+        with pytest.raises(ExchangeError) as caught:
+            await client.member_token("alice")
+        raised.append(caught.value)
 
-    ex = serve(scenario)
+    ex = sessions(tmp_path, key_files, script)
     assert raised[0].status == 401
     assert ex.keys("/api/dashboard/sessions") == [key]
 
@@ -228,7 +205,7 @@ def test_the_owner_pages_follow_their_rotated_key_file(
         settings = settings_for(tmp_path, ex.url, dashboard, owner)
         async with OwnerExchange(settings, olivia()) as page:  # one page's client
             assert await page.get("/api/owner/members") == [{"id": 7, "handle": "alice"}]
-        replace(owner, new)
+        write_key_file(owner, new)
         ex.owner_keys = {new}
         async with OwnerExchange(settings, olivia()) as page:
             assert await page.get("/api/owner/members") == [{"id": 7, "handle": "alice"}]
@@ -262,11 +239,11 @@ def test_key_file_settings(tmp_path: Path, key_files: tuple[Path, Path]) -> None
     assert inline.exchange_key.path is None and inline.exchange_key.current() == "k"
     assert inline.exchange_owner_key is None
     # a key file is read at start: missing or empty is a settings error naming the file only
-    with pytest.raises(ValidationError, match=r"exchange_api_key_file .*nope"):
+    with pytest.raises(ValidationError, match=r"API key file .*nope"):
         DashboardSettings(**base, exchange_api_key_file=tmp_path / "nope")
     empty = tmp_path / "empty.token"
     empty.write_text("\n")
-    with pytest.raises(ValidationError, match=r"exchange_owner_api_key_file .* is empty"):
+    with pytest.raises(ValidationError, match=r"API key file .*empty.token is empty"):
         DashboardSettings(
             **base, exchange_api_key=SecretStr("k"), exchange_owner_api_key_file=empty
         )
