@@ -36,6 +36,9 @@ GRACE = 90
 EXCHANGE = "http://127.0.0.1:8410"
 TRAFFIC_LOG = "/run/scnode-rotation-traffic.log"
 TRAFFIC_STOP = "/run/scnode-rotation-traffic.stop"
+# The dashboard's own exchange keys (/etc/scnode/keys/<name>.token on the apps host, copied to
+# the dashboard's key files)
+OWN_KEYS = ["exchange-dashboard", "exchange-dashboard-owner"]
 # The read keys the apps host holds copies of: (token host, token name, copy name)
 READ_KEYS = [
     ("chain", "chain-api-bitcoin-read", "chain-api-bitcoin"),
@@ -88,6 +91,8 @@ def test_rotating_every_key_under_traffic_fails_no_request(converged_lab: Conver
     alice = demo.facts.members["alice"]
     old = {name: lab.token(host, name) for host, name, _ in READ_KEYS}
     old["chain-api-bitcoin-exchange"] = lab.token("chain", "chain-api-bitcoin-exchange")
+    for own in OWN_KEYS:  # the dashboard's exchange keys
+        old[own] = lab.token("apps", own)
     pid = _exchange_pid(lab)
 
     _start_traffic(lab, demo.member_token(alice))
@@ -124,6 +129,10 @@ def test_rotating_every_key_under_traffic_fails_no_request(converged_lab: Conver
 
     new = {name: lab.token(host, name) for host, name, _ in READ_KEYS}
     new["chain-api-bitcoin-exchange"] = lab.token("chain", "chain-api-bitcoin-exchange")
+    for own in OWN_KEYS:
+        new[own] = lab.token("apps", own)
+        copy = lab.on("apps", f"cat /etc/scnode/dashboard/client-keys/{own}.token").strip()
+        assert copy == new[own], own
     for name in old:
         assert new[name] != old[name], name
     for secret in (*old.values(), *new.values()):

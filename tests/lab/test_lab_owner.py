@@ -87,7 +87,11 @@ def test_demo_owner_credentials_are_private_and_printed(lab: ConvergedLab) -> No
     settings = lab.on("apps", "stat -c '%a %U %G' /etc/scnode/dashboard/settings.env").split()
     assert settings == ["640", "root", "scnode-dashboard"]
     names = lab.on("apps", "sed 's/=.*/=/' /etc/scnode/dashboard/settings.env").split()
-    assert "SCNODE_DASHBOARD_EXCHANGE_OWNER_API_KEY=" in names
+    # the settings name the key files (the rotation rewrites them); no key in the settings
+    assert "SCNODE_DASHBOARD_EXCHANGE_OWNER_API_KEY_FILE=" in names
+    assert "SCNODE_DASHBOARD_EXCHANGE_OWNER_API_KEY=" not in names
+    tokens = lab.on("apps", "stat -c '%a %U %G' /etc/scnode/dashboard/client-keys/*.token")
+    assert tokens.split() == ["640", "root", "scnode-dashboard"] * 2, tokens
     keys = lab.on("apps", "stat -c '%a %U %G %n' /etc/scnode/dashboard/client-keys/*.key")
     rows = [line.split() for line in keys.splitlines()]
     assert len(rows) == 5, keys  # two chain APIs, two stats APIs, the Lightning API
