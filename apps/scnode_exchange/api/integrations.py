@@ -151,7 +151,13 @@ def start_deposits(app: FastAPI, settings: ExchangeSettings, rt: Runtime) -> Any
     build = getattr(module, "build_worker", None) if module is not None else None
     if build is None:
         return None
-    worker = build(settings, rt.sessions)
+    # the watcher's series go on the app's registry (/metrics), created once per app
+    metrics = getattr(app.state, "deposit_metrics", None)
+    make_metrics = getattr(module, "DepositMetrics", None)
+    if metrics is None and make_metrics is not None:
+        metrics = make_metrics(rt.metrics.registry)
+        app.state.deposit_metrics = metrics
+    worker = build(settings, rt.sessions, metrics)
     if worker is not None and hasattr(worker, "service"):
         app.state.deposit_service = AuditedDeposits(worker.service, rt.sessions)
         app.state.deposit_clients = getattr(worker, "clients", {})

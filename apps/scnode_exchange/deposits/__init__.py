@@ -32,8 +32,12 @@ __all__ = [
 class DepositWorker:
     """The watcher plus its chain API clients, closed when ``run`` ends."""
 
-    def __init__(self, settings: Any, sessions: sessionmaker[Session]) -> None:
-        self.service, self.watcher, self.clients = build_deposits(sessions, settings.chains)
+    def __init__(
+        self, settings: Any, sessions: sessionmaker[Session], metrics: DepositMetrics | None = None
+    ) -> None:
+        self.service, self.watcher, self.clients = build_deposits(
+            sessions, settings.chains, metrics=metrics
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
         try:
@@ -43,7 +47,9 @@ class DepositWorker:
                 await client.aclose()
 
 
-def build_worker(settings: Any, sessions: sessionmaker[Session]) -> DepositWorker | None:
+def build_worker(
+    settings: Any, sessions: sessionmaker[Session], metrics: DepositMetrics | None = None
+) -> DepositWorker | None:
     """What the exchange app runs in its lifespan: the deposit watcher over
-    ``settings.chains`` (None when no chain is configured)."""
-    return DepositWorker(settings, sessions) if settings.chains else None
+    ``settings.chains`` (None when no chain is configured), its series on ``metrics``."""
+    return DepositWorker(settings, sessions, metrics) if settings.chains else None

@@ -45,10 +45,11 @@ class LightningDeposits:
         *,
         expiry_seconds: int = 3600,
         max_invoice_sats: int = MAX_INVOICE_SATS,
+        metrics: LightningDepositMetrics | None = None,
     ) -> None:
         self.service = LightningDepositService(sessions)
         self.client = client
-        self.watcher = LightningDepositWatcher(self.service, client)
+        self.watcher = LightningDepositWatcher(self.service, client, metrics=metrics)
         self.expiry_seconds = expiry_seconds
         self.max_invoice_sats = max_invoice_sats
 
@@ -94,11 +95,17 @@ def start_lightning(app: Any, settings: Any, rt: Any) -> LightningDeposits | Non
     if conf is None:
         app.state.lightning = None
         return None
+    # the watcher's series go on the app's registry (/metrics), created once per app
+    metrics = getattr(app.state, "lightning_deposit_metrics", None)
+    if metrics is None:
+        metrics = LightningDepositMetrics(rt.metrics.registry)
+        app.state.lightning_deposit_metrics = metrics
     deposits = LightningDeposits(
         rt.sessions,
         LightningApiClient(conf.api_url, client_key(conf)),
         expiry_seconds=conf.invoice_expiry_seconds,
         max_invoice_sats=conf.max_invoice_sats,
+        metrics=metrics,
     )
     app.state.lightning = deposits
     return deposits

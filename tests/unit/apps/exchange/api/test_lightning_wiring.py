@@ -49,3 +49,28 @@ def test_configured_lightning_runs_and_reports_its_api_down(
         sats = next(a for a in solvency["assets"] if a["asset"] == "SATS")
         assert sats["chains"] == ["lightning"]
         assert sats["status"] == "unknown" and sats["error"].startswith("lightning:")
+
+
+def test_the_deposit_watchers_series_are_on_the_apps_metrics(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """Prometheus scrapes /metrics: the on-chain and Lightning deposit watchers' series are
+    there (they were on registries of their own that nothing served), once per app."""
+    key_file = tmp_path / "api.key"
+    key_file.write_text("scnk_00000000_" + "c" * 43 + "\n")
+    chains = {
+        "bitcoin": {"asset": "SATS", "api_url": "http://127.0.0.1:9", "api_key_file": str(key_file)}
+    }
+    lightning = {"api_url": "http://127.0.0.1:9", "api_key_file": str(key_file)}
+    settings, key = make_settings(tmp_path, sqlite_url, chains=chains, lightning=lightning)
+    app = create_app(settings)
+    for _ in range(2):  # a second lifespan of the same app registers nothing twice
+        with TestClient(app) as client:
+            text = client.get("/metrics", headers={"X-API-Key": key}).text
+            for series in (
+                "scnode_exchange_deposits_credited",
+                "scnode_exchange_deposit_cursor",
+                "scnode_exchange_lightning_deposits_total",
+                "scnode_exchange_lightning_deposit_sats_total",
+            ):
+                assert series in text, series
