@@ -6,6 +6,11 @@ of its own lab converges two such plays (the stratum stats API reading a log fil
 then the exchange on SQLite), then converges again from a copy of the apps whose version strings
 say release B. Both apps must run B afterwards (a new MainPID, B's version on their HTTP API, B's
 virtualenv in the process's memory maps), and a third converge must change nothing.
+
+The rollback (`make test-long`): release C's exchange does not start. The first play moves
+`current` to C, so the exchange's play sees no link flip of its own; it must still roll back
+(current to A, the exchange running A again, its release link saying so) and fail the run; the
+next converge from A moves the stratum API (left on C) back to A without touching the exchange.
 """
 
 from __future__ import annotations
@@ -64,8 +69,9 @@ PLAYBOOK = """
 """
 
 
-def _snapshot(dest: Path, version: str | None = None) -> Path:
-    """The committed apps/ sources; with `version`, the two apps say that version."""
+def _snapshot(dest: Path, version: str | None = None, broken_exchange: bool = False) -> Path:
+    """The committed apps/ sources; with `version`, the two apps say that version; with
+    `broken_exchange`, the exchange exits at once."""
     dest.mkdir(parents=True, exist_ok=True)
     archive = subprocess.run(
         ["git", "-C", str(ROOT), "archive", "HEAD", "apps"], capture_output=True, check=True
@@ -80,6 +86,16 @@ def _snapshot(dest: Path, version: str | None = None) -> Path:
             )
             assert count == 1, init
             init.write_text(text)
+    if broken_exchange:
+        main = apps / "scnode_exchange" / "__main__.py"
+        text = main.read_text().replace(
+            "from __future__ import annotations\n",
+            "from __future__ import annotations\n\n"
+            'raise SystemExit("release C of the one-host test does not start")\n',
+            1,
+        )
+        assert "release C" in text
+        main.write_text(text)
     return apps
 
 
@@ -106,7 +122,7 @@ class Node:
         self.playbook = work / "onehost.yml"
         self.playbook.write_text(PLAYBOOK)
 
-    def converge(self, apps: Path) -> tuple[int, int, str, float]:
+    def converge(self, apps: Path, *extra: str) -> tuple[int, int, str, float]:
         """changed, failed, output and wall time of one converge from these apps sources."""
         env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
         env["ANSIBLE_COLLECTIONS_PATH"] = str(ROOT / "collections")
@@ -116,6 +132,7 @@ class Node:
             [
                 *(str(BIN / "ansible-playbook"), str(self.playbook), "-i", str(self.inventory)),
                 *("-e", f"scnode_apps_source_dir={apps}"),
+                *extra,
             ],
             cwd=ROOT,
             env=env,
@@ -141,6 +158,13 @@ class Node:
         maps = self.sh(f"cat /proc/{pid}/maps")
         return set(re.findall(r"/opt/scnode-apps/([^/\s]+-[0-9a-f]{12})/", maps))
 
+    def current(self) -> str:
+        return self.sh("readlink /opt/scnode-apps/current").rsplit("/", 1)[-1]
+
+    def marker(self, app: str) -> str:
+        """The release the role noted for the app's unit."""
+        return self.sh(f"readlink /var/lib/scnode/releases/{UNITS[app]}").rsplit("/", 1)[-1]
+
     def versions(self) -> dict[str, str]:
         stratum = json.loads(self.sh(f"curl -sf http://127.0.0.1:{STRATUM_PORT}/version"))
         exchange = json.loads(self.sh(f"curl -s http://127.0.0.1:{EXCHANGE_PORT}/healthz"))
@@ -158,7 +182,7 @@ def test_a_new_release_restarts_the_apps_of_every_play_on_one_host(
 
     changed, failed, out, first = node.converge(release_a)
     assert failed == 0 and changed > 0, out[-5000:]
-    a = node.sh("readlink /opt/scnode-apps/current").rsplit("/", 1)[-1]
+    a = node.current()
     pids = {app: node.main_pid(unit) for app, unit in UNITS.items()}
     assert all(pids.values()), pids
     assert node.versions() == {"stratum": "0.1.0", "exchange": "0.1.0"}
@@ -166,7 +190,7 @@ def test_a_new_release_restarts_the_apps_of_every_play_on_one_host(
 
     changed, failed, out, update = node.converge(release_b)
     assert failed == 0, out[-5000:]
-    b = node.sh("readlink /opt/scnode-apps/current").rsplit("/", 1)[-1]
+    b = node.current()
     assert b != a
     new_pids = {app: node.main_pid(unit) for app, unit in UNITS.items()}
     # both restarted, the second play's exchange too, and both run release B's code
@@ -181,3 +205,41 @@ def test_a_new_release_restarts_the_apps_of_every_play_on_one_host(
         f"one-host apps update: lab + converges {time.monotonic() - started:.0f} s "
         f"(first {first:.0f} s, update {update:.0f} s, unchanged {again:.0f} s)"
     )
+
+
+@pytest.mark.long_lab  # a lab of its own and three pip-installing converges: ~6 min idle
+def test_a_failing_later_play_rolls_back_although_an_earlier_play_flipped_current(
+    scnode_lab_factory: Callable[..., LabHandle], tmp_path: Path
+) -> None:
+    started = time.monotonic()
+    lab = scnode_lab_factory(("node",))
+    node = Node(lab, tmp_path)
+    release_a = _snapshot(tmp_path / "a")
+    release_c = _snapshot(tmp_path / "c", version="0.1.0+onehost-c", broken_exchange=True)
+
+    changed, failed, out, _ = node.converge(release_a)
+    assert failed == 0 and changed > 0, out[-5000:]
+    a = node.current()
+    assert node.marker("stratum") == node.marker("exchange") == a
+
+    fast = ("-e", "scnode_apps_health_retries=5", "-e", "scnode_apps_health_delay=2")
+    changed, failed, out, _ = node.converge(release_c, *fast)
+    assert failed == 1, out[-5000:]
+    assert "Rolled back:" in out, out[-5000:]
+    assert node.current() == a
+    # the exchange runs release A again and its link says so
+    exchange = node.main_pid(UNITS["exchange"])
+    assert node.versions()["exchange"] == "0.1.0"
+    assert node.release_of(exchange) == {a} and node.marker("exchange") == a
+    # the first play's stratum API passed on C and still runs it; C is kept for inspection
+    c = node.marker("stratum")
+    assert c != a and node.versions()["stratum"] == "0.1.0+onehost-c"
+    assert node.sh(f"test -d /opt/scnode-apps/{c} && echo kept") == "kept"
+
+    changed, failed, out, _ = node.converge(release_a)
+    assert failed == 0 and changed > 0, out[-5000:]
+    stratum = node.main_pid(UNITS["stratum"])
+    assert node.versions()["stratum"] == "0.1.0" and node.release_of(stratum) == {a}
+    assert node.marker("stratum") == a
+    assert node.main_pid(UNITS["exchange"]) == exchange  # already on A: not restarted
+    print(f"one-host apps rollback: lab + converges {time.monotonic() - started:.0f} s")
