@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import threading
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,8 @@ pytestmark = [
 ]
 
 APIS = {"bitcoin": (8401, "bc1"), "azcoin": (8402, "az1")}
+# where the chain host publishes them to the apps host (inventories/lab/group_vars/chain.yml)
+PUBLISHED = {"bitcoin": 8501, "azcoin": 8502}
 
 
 def _on_chain(lab: ConvergedLab, command: str) -> str:
@@ -137,22 +140,53 @@ def test_a_release_that_fails_its_health_check_is_rolled_back(
     broken = snapshot_apps(tmp_path / "broken")
     main = broken / "scnode_chain_api" / "__main__.py"
     main.write_text(main.read_text().replace("def main(", "raise SystemExit(3)\n\n\ndef main(", 1))
-    result = converged_lab.playbook(
-        "--limit",
-        "chain.lab",
-        "--tags",
-        "chain_api",
-        "-e",
-        f"scnode_apps_source_dir={broken}",
-        "-e",
-        "scnode_apps_health_retries=5",
+    # The apps host keeps calling both chain APIs on their published sockets, as the exchange
+    # does: every connection starts the failing unit again, so systemd's start limit is hit while
+    # the broken release is current. The rollback must still bring the previous release up, on
+    # loopback and on the published sockets (CI once saw the chain API stay down after it).
+    chain_ip = converged_lab.hosts["chain"].ip
+    urls = " ".join(f"http://{chain_ip}:{port}/healthz" for port in PUBLISHED.values())
+    stop = "/run/scnode-test-traffic.stop"
+    converged_lab.on("apps", f"rm -f {stop}")
+    traffic = threading.Thread(
+        target=converged_lab.on,
+        args=(
+            "apps",
+            f"timeout 900 sh -c 'while [ ! -e {stop} ]; do for u in {urls}; do "
+            f"curl -s -m 2 -o /dev/null $u; done; sleep 0.2; done'",
+        ),
+        kwargs={"timeout": 960},
+        daemon=True,
     )
+    traffic.start()
+    try:
+        result = converged_lab.playbook(
+            "--limit",
+            "chain.lab",
+            "--tags",
+            "chain_api",
+            "-e",
+            f"scnode_apps_source_dir={broken}",
+            "-e",
+            "scnode_apps_health_retries=5",
+        )
+    finally:
+        converged_lab.on("apps", f"touch {stop}")
+        traffic.join(30)
     assert result.returncode != 0
     assert f"Rolled back: /opt/scnode-apps/current points at {good} again" in result.stdout
+    assert "The previous release answers its health checks." in result.stdout, result.tail()
     assert _on_chain(converged_lab, "readlink /opt/scnode-apps/current").strip() == good
     for port, _ in APIS.values():
         code, body = _curl(converged_lab, port, "/healthz", None)
         assert code == 200, body
+    for chain, port in PUBLISHED.items():
+        answer = converged_lab.ssh(
+            "apps",
+            f"curl -s -m 10 -o /dev/null -w '%{{http_code}}' http://{chain_ip}:{port}/healthz",
+            check=False,
+        ).stdout
+        assert answer.strip() == "200", f"{chain} API not published again after the rollback"
     failed = result.stdout.split("the failed release ")[1].split()[0]
     assert _on_chain(converged_lab, f"test -d {failed} && echo kept").strip() == "kept"
     # The good release again: nothing to switch; the failed virtualenv and its wheel are removed.
